@@ -1,0 +1,83 @@
+"""The running exporter: builds the parts from config, starts them, stops them cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+from . import __version__
+from .config import Config
+from .exposition import Renderer, families
+from .providers.factory import build_providers
+from .scheduler import Poller, Scheduler
+from .server import ExporterHTTPServer
+from .store import Store
+from .view import FleetView
+
+log = logging.getLogger(__name__)
+
+
+def revision() -> str:
+    env = os.environ.get("QPU_EXPORTER_REVISION")
+    if env:
+        return env
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+            text=True, timeout=2, check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Exporter:
+    def __init__(self, config: Config, listen: tuple[str, int]):
+        self.config = config
+        self.store = Store(config.state_path)
+        # The simulated fleet's origin is persisted so a restart continues the same history.
+        origin = float(self.store.meta_default("simulation_origin", repr(time.time())))
+        self.providers = build_providers(config, origin=origin)
+        self.view = FleetView()
+        build = partial(
+            self._families, version=__version__, revision=revision(), budget=config.cost.daily_budget_usd
+        )
+        self.renderer = Renderer(self.view, build)
+        self.poller = Poller(self.providers, self.store, self.view)
+        self.scheduler = Scheduler(self.poller, config)
+        self.http = ExporterHTTPServer(listen, self.renderer, self.view, [p.kind for p in self.providers], __version__)
+        self._stopped = threading.Event()
+
+    def _families(self, snapshot, *, version: str, revision: str, budget: float):
+        return families(snapshot, self.store.counters(), version=version, revision=revision, daily_budget_usd=budget)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.http.server_address[:2]
+
+    def start(self) -> None:
+        self.renderer.start()
+        self.http.serve_in_thread()
+        self.scheduler.start()
+        host, port = self.address
+        log.info('msg="serving" address=%s:%d state_path=%s providers=%s', host, port,
+                 self.config.state_path, ",".join(p.kind for p in self.providers))
+
+    def stop(self) -> None:
+        """Stop accepting work, let in-flight polls finish briefly, flush state."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        started = time.monotonic()
+        self.http.shutdown()
+        self.scheduler.shutdown(wait=False)
+        self.renderer.stop()
+        for p in self.providers:
+            p.close()
+        self.store.close()
+        log.info('msg="stopped" duration_seconds=%.2f', time.monotonic() - started)

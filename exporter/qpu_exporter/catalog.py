@@ -1,0 +1,94 @@
+"""Every metric the exporter exposes: name, type, labels, meaning and source.
+
+The single source for HELP text in exposition and for ``docs/metrics.md`` (rendered by
+``render_markdown``; a test keeps the committed file equal to it and checks that every
+exported family is listed here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import QUBIT_QUANTITIES
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    type: str  # gauge | counter | histogram | info
+    labels: tuple[str, ...]
+    help: str
+    source: str
+
+
+_PB = ("provider", "backend")
+_COLL = ("provider", "backend", "collector")
+
+_SPECS: list[MetricSpec] = [
+    MetricSpec("qpu_exporter_build_info", "gauge", ("version", "revision"), "Build of the running exporter; value 1.", "exporter"),
+    MetricSpec("qpu_exporter_collector_success", "gauge", _COLL, "1 when the last poll of this collector succeeded.", "scheduler"),
+    MetricSpec("qpu_exporter_collector_last_success_timestamp_seconds", "gauge", _COLL, "Unix time of the last successful poll (staleness = time() - this).", "scheduler"),
+    MetricSpec("qpu_exporter_collector_duration_seconds", "gauge", _COLL, "Duration of the last poll.", "scheduler"),
+    MetricSpec("qpu_exporter_collector_errors_total", "counter", _COLL + ("kind",), "Failed polls by error class (timeout, http_5xx, rate_limited, auth, malformed, ...).", "scheduler"),
+    MetricSpec("qpu_exporter_state_write_failures_total", "counter", (), "Writes to the state file that failed; the exporter keeps serving from memory.", "store"),
+    MetricSpec("qpu_data_quality_rejections_total", "counter", _PB + ("check",), "Provider values rejected by a data-quality check (out_of_range, stale, t2_exceeds_2t1, zero_error, unknown_unit) and not exported.", "quality checks"),
+    MetricSpec("qpu_backend_info", "gauge", _PB + ("num_qubits", "processor"), "Static backend metadata; value 1.", "provider backend list"),
+    MetricSpec("qpu_backend_up", "gauge", _PB, "1 when the provider reports the backend operational / online.", "provider status"),
+    MetricSpec("qpu_backend_maintenance", "gauge", _PB, "1 when the provider reports the backend in maintenance.", "provider status"),
+    MetricSpec("qpu_backend_availability_window_open", "gauge", _PB, "1 inside the provider's availability window (always 1 for providers without windows).", "provider status"),
+    MetricSpec("qpu_backend_pending_jobs", "gauge", _PB, "Jobs waiting in the backend's queue.", "provider status"),
+    MetricSpec("qpu_backend_calibration_timestamp_seconds", "gauge", _PB, "Unix time of the provider's last calibration of the backend.", "provider calibration"),
+    MetricSpec("qpu_backend_operational_qubits", "gauge", _PB, "Qubits the provider reports operational.", "provider calibration"),
+    MetricSpec("qpu_backend_dead_couplers", "gauge", _PB, "Two-qubit gates reported faulty (gate error == 1 sentinel).", "provider calibration"),
+]
+for _q, (_unit, _meaning) in QUBIT_QUANTITIES.items():
+    _SPECS.append(
+        MetricSpec(f"qpu_qubit_{_q}_{_unit}", "gauge", _PB + ("qubit",), f"{_meaning}, as last measured by the provider.", "provider calibration")
+    )
+_SPECS += [
+    MetricSpec("qpu_qubit_measurement_timestamp_seconds", "gauge", _PB + ("qubit", "quantity"), "Unix time the provider measured this qubit quantity (per-metric age; differs from the calibration time).", "provider calibration"),
+    MetricSpec("qpu_qubit_operational", "gauge", _PB + ("qubit",), "1 unless the provider marks the qubit faulty.", "provider calibration"),
+    MetricSpec("qpu_gate_error_ratio", "gauge", _PB + ("gate", "qubits"), "Gate error per gate and (directed) qubit tuple; absent for faulty gates.", "provider calibration"),
+    MetricSpec("qpu_gate_duration_seconds", "gauge", _PB + ("gate", "qubits"), "Gate duration.", "provider calibration"),
+    MetricSpec("qpu_gate_operational", "gauge", _PB + ("gate", "qubits"), "0 for a gate the provider reports faulty (dead coupler), else 1.", "provider calibration"),
+    MetricSpec("qpu_gate_measurement_timestamp_seconds", "gauge", _PB + ("gate", "qubits"), "Unix time the provider measured this gate's error.", "provider calibration"),
+    MetricSpec("qpu_jobs_total", "counter", _PB, "Jobs that reached a final state (done, failed or cancelled).", "provider jobs"),
+    MetricSpec("qpu_jobs_failed_total", "counter", _PB, "Jobs that failed.", "provider jobs"),
+    MetricSpec("qpu_jobs_cancelled_total", "counter", _PB, "Jobs that were cancelled.", "provider jobs"),
+    MetricSpec("qpu_job_failures_by_class_total", "counter", _PB + ("error_class",), "Failed jobs by error class (a short, bounded vocabulary).", "provider jobs"),
+    MetricSpec("qpu_job_queue_duration_seconds", "histogram", _PB, "Time finished jobs waited in the queue.", "provider jobs"),
+    MetricSpec("qpu_job_execution_duration_seconds", "histogram", _PB, "Time finished jobs ran.", "provider jobs"),
+    MetricSpec("qpu_job_usage_seconds_total", "counter", _PB, "Billed QPU time of finished jobs.", "provider jobs"),
+    MetricSpec("qpu_cost_usd_total", "counter", _PB, "Money spent on finished jobs, in US dollars.", "provider jobs and price table"),
+    MetricSpec("qpu_cost_budget_daily_usd", "gauge", (), "Configured daily spend budget for all jobs (config cost.daily_budget_usd).", "config"),
+]
+
+SPECS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
+
+
+def qubit_metric_name(quantity: str) -> str:
+    unit = QUBIT_QUANTITIES[quantity][0]
+    return f"qpu_qubit_{quantity}_{unit}"
+
+
+def render_markdown() -> str:
+    lines = [
+        "# Metrics",
+        "",
+        "Every metric qpu-exporter exposes on `/metrics`. Generated from",
+        "`exporter/qpu_exporter/catalog.py` by `qpu-exporter docs metrics`; a test keeps this file",
+        "in sync with the catalog and the catalog in sync with what the exporter serves.",
+        "",
+        "Values are in SI base units (seconds, hertz, ratios 0-1). Calibration, status and job",
+        "metrics are cached from the last poll (polled on a schedule, not per scrape); freshness is",
+        "`qpu_exporter_collector_last_success_timestamp_seconds`. Label `qubit` is the qubit index",
+        "as a string; `qubits` joins a gate's qubits with `_` in the provider's order (directed",
+        "for two-qubit gates, e.g. `3_4`).",
+        "",
+        "| metric | type | labels | meaning | source |",
+        "|---|---|---|---|---|",
+    ]
+    for s in _SPECS:
+        labels = ", ".join(f"`{x}`" for x in s.labels) or "-"
+        lines.append(f"| `{s.name}` | {s.type} | {labels} | {s.help} | {s.source} |")
+    return "\n".join(lines) + "\n"

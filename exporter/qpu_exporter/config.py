@@ -1,0 +1,236 @@
+"""The YAML configuration as pydantic models.
+
+Every error is reported as one line naming the key path and the problem
+(``ConfigError``); the CLI turns it into exit code 2. Secrets never come from the YAML in
+clear: IBM tokens come from ``QISKIT_IBM_TOKEN`` or a token file, AWS credentials from
+the standard AWS chain. A few settings can be overridden from the environment
+(``QPU_EXPORTER_STATE_PATH``) so containers need no config edit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .providers.fake_snapshots import DEFAULT_FLEET, available_snapshots
+
+
+class ConfigError(Exception):
+    """One line: where and what."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> float:
+    """'30s', '5m', '2h', '1d' (also ms, w) -> seconds. Bare numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r} (use e.g. 30s, 5m, 2h, 1d)")
+    if seconds < 0:
+        raise ValueError(f"invalid duration {value!r}: negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+IncidentKind = Literal[
+    "t1_drop", "readout_degrade", "gate_error_rise", "offline", "queue_spike", "job_failures",
+    "maintenance",
+]
+
+# What `factor` means per kind when it is not given.
+INCIDENT_DEFAULT_FACTOR = {
+    "t1_drop": 0.2,  # T1 (and T2) multiplied by this
+    "readout_degrade": 3.0,  # readout error multiplied
+    "gate_error_rise": 3.0,  # gate error multiplied on gates touching the qubit(s)
+    "offline": 1.0,
+    "maintenance": 1.0,
+    "queue_spike": 20.0,  # pending jobs multiplied
+    "job_failures": 0.5,  # probability that a finishing job fails
+}
+
+
+class Incident(_Strict):
+    """A deterministic fault injected into the simulated fleet. ``at`` and ``duration``
+    are simulated time measured from the exporter's start (so with speedup 60, ``at: 60s``
+    happens one wall-clock second after start)."""
+
+    backend: str
+    kind: IncidentKind
+    qubit: int | None = Field(default=None, ge=0)
+    factor: float | None = Field(default=None, ge=0)
+    at: Duration = 0.0
+    duration: Duration = 3600.0
+
+    @property
+    def effective_factor(self) -> float:
+        return INCIDENT_DEFAULT_FACTOR[self.kind] if self.factor is None else self.factor
+
+
+class SimulatedProviderConfig(_Strict):
+    kind: Literal["simulated"]
+    backends: list[str] = Field(default_factory=lambda: list(DEFAULT_FLEET))
+    seed: int = 7
+    speedup: float = Field(default=1.0, gt=0, le=1_000_000)
+    # How often (simulated time) the fleet re-measures T1, T2 and gate errors; readout is
+    # refreshed five times as often. IBM publishes roughly daily.
+    measurement_interval: Duration = Field(default=86400.0, ge=60)
+    incidents: list[Incident] = Field(default_factory=list)
+
+    @field_validator("backends")
+    @classmethod
+    def _known_backends(cls, names: list[str]) -> list[str]:
+        known = available_snapshots()
+        if not names:
+            raise ValueError("at least one backend is required")
+        for name in names:
+            if name not in known:
+                close = [k for k in known if name.replace("fake_", "") in k][:3]
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ValueError(f"unknown backend {name!r}{hint}")
+        if len(set(names)) != len(names):
+            raise ValueError("backend names must be unique")
+        return names
+
+    @model_validator(mode="after")
+    def _incidents_on_known_backends(self) -> SimulatedProviderConfig:
+        for i, inc in enumerate(self.incidents):
+            if inc.backend not in self.backends:
+                raise ValueError(
+                    f"incidents[{i}].backend: {inc.backend!r} is not one of this provider's backends"
+                )
+        return self
+
+
+class IbmProviderConfig(_Strict):
+    kind: Literal["ibm"]
+    instance: str | None = None
+    channel: str = "ibm_quantum_platform"
+    url: str | None = None
+    token_file: Path | None = None  # alternative to QISKIT_IBM_TOKEN
+    backends: list[str] | None = None  # default: every backend visible to the instance
+
+
+class BraketProviderConfig(_Strict):
+    kind: Literal["braket"]
+    region: str = "us-east-1"
+    devices: list[str] | None = None  # device ARNs; default: every QPU in the region
+
+
+ProviderConfig = Annotated[
+    Union[SimulatedProviderConfig, IbmProviderConfig, BraketProviderConfig],
+    Field(discriminator="kind"),
+]
+
+
+class ScheduleConfig(_Strict):
+    calibration_interval: Duration = 300.0
+    jobs_interval: Duration = 60.0
+    probe_interval: Duration = 3600.0
+    max_concurrent_polls: int = Field(default=4, ge=1, le=256)
+    poll_timeout: Duration = 60.0
+
+
+class BudgetConfig(_Strict):
+    shots_per_day: int = Field(default=200_000, ge=0)
+    usd_per_day: float = Field(default=50.0, ge=0)
+
+
+class ProbesConfig(_Strict):
+    enabled: bool = True
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+
+
+class CostConfig(_Strict):
+    daily_budget_usd: float = Field(default=5000.0, ge=0)
+
+
+def _default_providers() -> list[ProviderConfig]:
+    return [SimulatedProviderConfig(kind="simulated", speedup=60.0)]
+
+
+class Config(_Strict):
+    providers: list[ProviderConfig] = Field(default_factory=_default_providers)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    state_path: Path = Path("./qpu-exporter.db")
+
+    @field_validator("providers")
+    @classmethod
+    def _not_empty(cls, providers: list[ProviderConfig]) -> list[ProviderConfig]:
+        if not providers:
+            raise ValueError("at least one provider is required")
+        return providers
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    # pydantic puts the union tag into the location ("providers.0.simulated.seed"): drop it.
+    where = re.sub(r"\.(simulated|ibm|braket)(?=\.|$)", "", where)
+    where = re.sub(r"\.(\d+)", r"[\1]", where)
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    msg = msg.removeprefix("Value error, ")
+    extra = "" if len(err.errors()) == 1 else f" (and {len(err.errors()) - 1} more)"
+    return f"{source}: {where or 'top level'}: {msg}{extra}"
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate; raise ConfigError with one line. None gives the default fleet."""
+    if path is None:
+        data: Any = {}
+        source = "default config"
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source}: config file is not UTF-8 text") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f"line {mark.line + 1}: " if mark else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise ConfigError(f"{source}: {line}{problem}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: top level must be a mapping of keys, not {type(data).__name__}")
+    env_state = os.environ.get("QPU_EXPORTER_STATE_PATH")
+    if env_state:
+        data = {**data, "state_path": env_state}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None

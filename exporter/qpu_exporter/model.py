@@ -1,0 +1,109 @@
+"""Provider-neutral records.
+
+Plain data, SI units (seconds, hertz, ratios 0-1), timestamps as Unix seconds (float).
+Every value carries the time the provider measured it (``measured_at``, None when the
+provider does not say) and every snapshot the time we fetched it (``fetched_at``).
+Providers produce these; the store persists them; exposition and drift read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Per-qubit calibration quantities: short name -> (SI unit suffix, meaning). The short name
+# is the ``quantity`` label and the drift series prefix ("t1:q3"); exposition names the
+# metric qpu_qubit_<name>_<unit>. Adding a quantity means adding it here.
+QUBIT_QUANTITIES: dict[str, tuple[str, str]] = {
+    "t1": ("seconds", "Energy relaxation time T1"),
+    "t2": ("seconds", "Dephasing time T2 (Hahn echo)"),
+    "readout_error": ("ratio", "Readout assignment error"),
+    "frequency": ("hertz", "Qubit frequency"),
+    "prob_meas0_prep1": ("ratio", "Probability of measuring 0 after preparing 1"),
+    "prob_meas1_prep0": ("ratio", "Probability of measuring 1 after preparing 0"),
+    "readout_duration": ("seconds", "Readout (measurement) duration"),
+}
+
+# Job states, normalised across providers.
+JOB_DONE = "done"
+JOB_FAILED = "failed"
+JOB_CANCELLED = "cancelled"
+JOB_FINAL_STATES = (JOB_DONE, JOB_FAILED, JOB_CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    value: float
+    measured_at: float | None = None
+
+
+@dataclass(slots=True)
+class QubitCalibration:
+    qubit: int
+    values: dict[str, Measurement] = field(default_factory=dict)  # keys from QUBIT_QUANTITIES
+    operational: bool = True
+
+
+@dataclass(slots=True)
+class GateCalibration:
+    gate: str
+    qubits: tuple[int, ...]
+    error: Measurement | None = None
+    duration: Measurement | None = None
+    # A provider's "faulty" sentinel (IBM reports gate_error == 1 for dead couplers).
+    operational: bool = True
+
+    @property
+    def qubits_label(self) -> str:
+        return "_".join(str(q) for q in self.qubits)
+
+
+@dataclass(frozen=True, slots=True)
+class BackendInfo:
+    provider: str
+    backend: str
+    num_qubits: int
+    processor: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatus:
+    operational: bool
+    pending_jobs: int
+    status_message: str
+    fetched_at: float
+
+
+@dataclass(slots=True)
+class CalibrationSnapshot:
+    provider: str
+    backend: str
+    fetched_at: float
+    calibrated_at: float | None  # the provider's "last update" of the whole table
+    qubits: list[QubitCalibration] = field(default_factory=list)
+    gates: list[GateCalibration] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    provider: str
+    backend: str
+    job_id: str
+    status: str  # one of JOB_FINAL_STATES
+    created_at: float
+    finished_at: float
+    queue_seconds: float | None  # None when the job never started
+    execution_seconds: float | None
+    usage_seconds: float  # billed QPU time
+    cost_usd: float
+    error_class: str = ""  # short, bounded vocabulary; never a payload or a message
+
+
+def durations_from_timestamps(
+    created: float, running: float | None, finished: float | None
+) -> tuple[float | None, float | None]:
+    """Queue and execution time from a provider's created/running/finished stamps."""
+    if running is None:
+        return None, None
+    queue = max(0.0, running - created)
+    execution = None if finished is None else max(0.0, finished - running)
+    return queue, execution

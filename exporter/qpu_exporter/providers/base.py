@@ -1,0 +1,49 @@
+"""The one interface every provider implements.
+
+A provider turns one vendor's API (or the embedded simulation) into the records of
+``qpu_exporter.model``. It knows nothing of storage, statistics or exposition. Calls may
+block on the network; the scheduler runs them on worker threads with bounded concurrency,
+one backend at a time per call, so one slow or broken backend never holds up the others.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from ..model import BackendInfo, BackendStatus, CalibrationSnapshot, JobRecord
+
+
+class ProviderError(Exception):
+    """A poll failed. ``kind`` is a short, bounded class used as a metric label
+    (timeout, http_5xx, rate_limited, auth, malformed, unavailable, ...). The message must
+    never contain a credential."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Provider(abc.ABC):
+    #: the value of the ``provider`` label on every series this provider produces
+    kind: str
+
+    @abc.abstractmethod
+    def backends(self) -> list[BackendInfo]:
+        """Backends this provider watches. Cheap after the first call."""
+
+    @abc.abstractmethod
+    def status(self, backend: str) -> BackendStatus:
+        """Operational state and queue depth, now."""
+
+    @abc.abstractmethod
+    def calibration(self, backend: str) -> CalibrationSnapshot:
+        """The provider's current calibration table for the backend."""
+
+    @abc.abstractmethod
+    def jobs(self, backend: str, since: float | None) -> list[JobRecord]:
+        """Jobs that reached a final state after ``since`` (Unix seconds; None: the
+        provider's default look-back). May return jobs already seen: the store deduplicates
+        by job id, so providers may err on the side of overlap, never of gaps."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release sessions or threads."""

@@ -1,0 +1,236 @@
+"""APScheduler jobs: poll -> validate -> store -> view (-> renderer).
+
+One job per (backend, collector), run on a bounded thread pool, so one slow or failing
+backend never holds up the others. A failing collector backs off exponentially with
+jitter (capped), keeps its last good data in the view, and is visible through
+``qpu_exporter_collector_*``. Every poll logs exactly one line with its outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .aggregates import job_increments
+from .config import Config
+from .providers.base import Provider, ProviderError
+from .quality import validate_snapshot
+from .store import Store
+from .view import CollectorHealth, FleetView
+
+log = logging.getLogger("qpu_exporter.poll")
+
+# Jobs can finish out of order and providers index them by creation time: re-ask for a
+# window before the newest finish we saw. The store deduplicates by job id.
+JOBS_OVERLAP_SECONDS = 600.0
+MAX_BACKOFF_FACTOR = 8  # a failing collector retries at most every 8 intervals
+RETENTION_SECONDS = 14 * 86400.0
+
+
+@dataclass
+class _Backoff:
+    failures: int = 0
+    next_attempt: float = 0.0
+
+
+@dataclass
+class Poller:
+    """Runs the polls; the scheduler only decides when."""
+
+    providers: list[Provider]
+    store: Store
+    view: FleetView
+    clock: Callable[[], float] = time.time
+    on_calibration: list[Callable] = field(default_factory=list)  # hooks, e.g. drift monitor
+    intervals: dict[str, float] = field(default_factory=dict)  # collector -> poll interval
+    _backoff: dict[tuple[str, str, str], _Backoff] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _rng: random.Random = field(default_factory=random.Random)
+
+    # --- discovery ------------------------------------------------------------------------
+    def discover(self, provider: Provider) -> list[str]:
+        started = self.clock()
+        key = (provider.kind, "", "discovery")
+        try:
+            infos = provider.backends()
+        except Exception as exc:  # noqa: BLE001 - any provider fault is a failed poll
+            self._failed(key, started, exc)
+            self.view.set_provider_failed(provider.kind, _safe_message(exc))
+            return []
+        for info in infos:
+            self.view.set_backend(info)
+            cached = self.store.latest_calibration(info.provider, info.backend)
+            if cached is not None:  # serve the last good data at once after a restart
+                self.view.set_calibration((info.provider, info.backend), cached)
+        self._succeeded(key, started, f"backends={len(infos)}")
+        self.view.set_provider_failed(provider.kind, None)
+        return [i.backend for i in infos]
+
+    # --- collectors -------------------------------------------------------------------------
+    def poll_status(self, provider: Provider, backend: str) -> None:
+        self._run(provider, backend, "status", self._status)
+
+    def poll_calibration(self, provider: Provider, backend: str) -> None:
+        self._run(provider, backend, "calibration", self._calibration)
+
+    def poll_jobs(self, provider: Provider, backend: str) -> None:
+        self._run(provider, backend, "jobs", self._jobs)
+
+    def _status(self, provider: Provider, backend: str) -> str:
+        st = provider.status(backend)
+        self.view.set_status((provider.kind, backend), st)
+        return f"operational={str(st.operational).lower()} pending_jobs={st.pending_jobs}"
+
+    def _calibration(self, provider: Provider, backend: str) -> str:
+        raw = provider.calibration(backend)
+        snap, rejected = validate_snapshot(raw)
+        added = self.store.record_calibration(snap)
+        if rejected:
+            self.store.add_counters(
+                ("qpu_data_quality_rejections_total", {"provider": provider.kind, "backend": backend, "check": c}, n)
+                for c, n in rejected.items()
+            )
+        self.view.set_calibration((provider.kind, backend), snap)
+        for hook in self.on_calibration:
+            hook(snap)
+        return f"new_values={added} rejected={sum(rejected.values())}"
+
+    def _jobs(self, provider: Provider, backend: str) -> str:
+        cursor = self.store.cursor(provider.kind, backend, "jobs")
+        since = None if cursor is None else cursor - JOBS_OVERLAP_SECONDS
+        jobs = provider.jobs(backend, since)
+        new = self.store.record_jobs(jobs, job_increments, self.clock())
+        if jobs:
+            newest = max(j.finished_at for j in jobs)
+            if cursor is None or newest > cursor:
+                self.store.set_cursor(provider.kind, backend, "jobs", newest)
+        if new:
+            self.view.touch()
+        return f"jobs_seen={len(jobs)} jobs_new={len(new)}"
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+    def _run(self, provider: Provider, backend: str, collector: str, fn) -> None:
+        key = (provider.kind, backend, collector)
+        now = self.clock()
+        with self._lock:
+            bo = self._backoff.get(key)
+            if bo is not None and now < bo.next_attempt:
+                return
+        started = self.clock()
+        try:
+            detail = fn(provider, backend)
+        except Exception as exc:  # noqa: BLE001 - a poll must never take the exporter down
+            self._failed(key, started, exc)
+            return
+        self._succeeded(key, started, detail)
+
+    def _succeeded(self, key, started: float, detail: str) -> None:
+        now = self.clock()
+        with self._lock:
+            self._backoff.pop(key, None)
+        self.view.set_health(key, CollectorHealth(True, now, now - started, now))
+        log.info(
+            'msg="poll succeeded" provider=%s backend=%s collector=%s duration_seconds=%.3f %s',
+            key[0], key[1] or "-", key[2], now - started, detail,
+        )
+
+    def _failed(self, key, started: float, exc: Exception) -> None:
+        now = self.clock()
+        kind = exc.kind if isinstance(exc, ProviderError) else "internal"
+        message = _safe_message(exc)
+        prev = self.view.copy().health.get(key)
+        last_success = prev.last_success if prev else None
+        self.view.set_health(key, CollectorHealth(False, last_success, now - started, now, kind, message))
+        with self._lock:
+            bo = self._backoff.setdefault(key, _Backoff())
+            bo.failures += 1
+            base = self.intervals.get(key[2], 60.0)
+            factor = min(2 ** (bo.failures - 1), MAX_BACKOFF_FACTOR)
+            # Full jitter on the extra wait, so many backends failing together spread out.
+            bo.next_attempt = now + base * (factor - 1) * self._rng.random()
+        try:
+            self.store.add_counters(
+                [("qpu_exporter_collector_errors_total",
+                  {"provider": key[0], "backend": key[1], "collector": key[2], "kind": kind}, 1.0)]
+            )
+        except Exception:  # noqa: BLE001 - counting an error must not raise another
+            log.exception('msg="could not persist error counter"')
+        log.warning(
+            'msg="poll failed" provider=%s backend=%s collector=%s duration_seconds=%.3f error_kind=%s error="%s"',
+            key[0], key[1] or "-", key[2], now - started, kind, message.replace('"', "'"),
+        )
+
+
+def _safe_message(exc: Exception) -> str:
+    """One line, bounded. Provider errors are written never to carry credentials."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+class Scheduler:
+    """Wires Poller methods to APScheduler interval jobs."""
+
+    def __init__(self, poller: Poller, config: Config):
+        self.poller = poller
+        self.config = config
+        sch = config.schedule
+        poller.intervals = {
+            "status": sch.jobs_interval,
+            "jobs": sch.jobs_interval,
+            "calibration": sch.calibration_interval,
+            "discovery": sch.calibration_interval,
+        }
+        self._sched = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=sch.max_concurrent_polls)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone="UTC",
+        )
+
+    def start(self) -> None:
+        self._sched.start()
+        for provider in self.poller.providers:
+            self._sched.add_job(
+                self._discover_and_schedule, args=[provider], id=f"discover:{provider.kind}",
+                next_run_time=_now_dt(),
+            )
+        self._sched.add_job(
+            lambda: self.poller.store.prune(time.time() - RETENTION_SECONDS), "interval", hours=1, id="prune"
+        )
+
+    def _discover_and_schedule(self, provider: Provider) -> None:
+        names = self.poller.discover(provider)
+        if not names:
+            # Retry discovery at the calibration interval until the provider answers.
+            self._sched.add_job(
+                self._discover_and_schedule, "date", args=[provider], id=f"discover:{provider.kind}",
+                run_date=_now_dt(self.config.schedule.calibration_interval), replace_existing=True,
+            )
+            return
+        sch = self.config.schedule
+        plan = [
+            ("status", self.poller.poll_status, sch.jobs_interval),
+            ("calibration", self.poller.poll_calibration, sch.calibration_interval),
+            ("jobs", self.poller.poll_jobs, sch.jobs_interval),
+        ]
+        for name in names:
+            for collector, fn, interval in plan:
+                self._sched.add_job(
+                    fn, "interval", seconds=interval, args=[provider, name],
+                    id=f"{collector}:{provider.kind}:{name}", replace_existing=True, next_run_time=_now_dt(),
+                )
+
+    def shutdown(self, wait: bool = False) -> None:
+        self._sched.shutdown(wait=wait)
+
+
+def _now_dt(offset: float = 0.0):
+    from datetime import datetime, timedelta, timezone
+
+    return datetime.now(timezone.utc) + timedelta(seconds=offset)

@@ -1,0 +1,158 @@
+"""HTTP endpoints: /metrics, / (landing page), /-/healthy, /-/ready.
+
+Handlers only read: /metrics serves the renderer's current bytes (gzip when asked), the
+landing page formats a copy of the view. Nothing here calls a provider.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .exposition import CONTENT_TYPE, Renderer
+from .view import FleetView, ViewCopy
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """'HOST:PORT', ':PORT' (all interfaces) or '[::1]:PORT'."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid listen address {value!r} (want HOST:PORT)")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def is_ready(v: ViewCopy, provider_kinds: list[str]) -> bool:
+    """Ready once discovery and the first status and calibration poll of every backend
+    finished, successfully or not."""
+    for kind in provider_kinds:
+        if (kind, "", "discovery") not in v.health:
+            return False
+        if kind in v.providers_failed:
+            continue
+        for provider, backend in v.backends:
+            if provider == kind and not all(
+                (provider, backend, c) in v.health for c in ("status", "calibration")
+            ):
+                return False
+    return True
+
+
+class ExporterHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, renderer: Renderer, view: FleetView, provider_kinds: list[str], version: str):
+        host = address[0]
+        if ":" in host:
+            import socket
+
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+        self.renderer = renderer
+        self.view = view
+        self.provider_kinds = provider_kinds
+        self.version = version
+        self.started = time.time()
+
+    def serve_in_thread(self) -> threading.Thread:
+        t = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        t.start()
+        return t
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ExporterHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+        log.debug('msg="http request" client=%s request="%s"', self.client_address[0], format % args)
+
+    def _send(self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._metrics()
+        elif path == "/":
+            self._send(200, self._landing().encode(), "text/html; charset=utf-8")
+        elif path == "/-/healthy":
+            self._send(200, b"Healthy.\n", "text/plain; charset=utf-8")
+        elif path == "/-/ready":
+            if is_ready(self.server.view.copy(), self.server.provider_kinds):
+                self._send(200, b"Ready.\n", "text/plain; charset=utf-8")
+            else:
+                self._send(503, b"Not ready: first polls still running.\n", "text/plain; charset=utf-8")
+        else:
+            self._send(404, b"Not found. Try /metrics.\n", "text/plain; charset=utf-8")
+
+    def _metrics(self) -> None:
+        current = self.server.renderer.current
+        live = self.server.renderer.self_metrics()
+        if "gzip" in self.headers.get("Accept-Encoding", ""):
+            # Two gzip members back to back form one valid gzip stream (RFC 1952 §2.2).
+            body = current.gzipped + gzip.compress(live, 1)
+            self._send(200, body, CONTENT_TYPE, {"Content-Encoding": "gzip"})
+        else:
+            self._send(200, current.text + live, CONTENT_TYPE)
+
+    def _landing(self) -> str:
+        v = self.server.view.copy()
+        e = html.escape
+        now = time.time()
+        rows = []
+        for key, b in sorted(v.backends.items()):
+            st = v.status.get(key)
+            polls = []
+            for collector in ("status", "calibration", "jobs"):
+                h = v.health.get((key[0], key[1], collector))
+                if h is None:
+                    polls.append(f"{collector}: pending")
+                elif h.success:
+                    polls.append(f"{collector}: ok {now - h.last_attempt:.0f}s ago")
+                else:
+                    polls.append(f"{collector}: <b>failed</b> ({e(h.error_kind)}) {now - h.last_attempt:.0f}s ago")
+            up = "?" if st is None else ("up" if st.operational else f"<b>down</b> ({e(st.status_message)})")
+            pending = "?" if st is None else str(st.pending_jobs)
+            rows.append(
+                f"<tr><td>{e(b.provider)}</td><td>{e(b.backend)}</td><td>{e(b.processor)}</td>"
+                f"<td>{b.num_qubits}</td><td>{up}</td><td>{pending}</td><td>{'<br>'.join(polls)}</td></tr>"
+            )
+        failed = "".join(
+            f"<li>provider <b>{e(kind)}</b>: {e(msg)}</li>" for kind, msg in sorted(v.providers_failed.items())
+        )
+        r = self.server.renderer.current
+        ready = "ready" if is_ready(v, self.server.provider_kinds) else "starting (first polls running)"
+        return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>qpu-exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}</style>
+</head><body>
+<h1>qpu-exporter</h1>
+<p>Version {e(self.server.version)} &middot; {ready} &middot; up {now - self.server.started:.0f}s &middot;
+exposition {len(r.text)} bytes, rendered {now - r.rendered_at:.0f}s ago in {r.render_seconds * 1000:.0f} ms</p>
+<p><a href="/metrics">/metrics</a> &middot; <a href="/-/healthy">/-/healthy</a> &middot; <a href="/-/ready">/-/ready</a></p>
+{f"<h2>Provider problems</h2><ul>{failed}</ul>" if failed else ""}
+<h2>Backends</h2>
+<table><tr><th>provider</th><th>backend</th><th>processor</th><th>qubits</th><th>status</th><th>pending jobs</th><th>last polls</th></tr>
+{"".join(rows) or '<tr><td colspan="7">no backend discovered yet</td></tr>'}
+</table>
+</body></html>
+"""

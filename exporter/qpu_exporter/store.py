@@ -1,0 +1,276 @@
+"""SQLite persistence: the exporter's only persistent state.
+
+One file in WAL mode holds calibration history, job records, counter totals, poll cursors
+and the last snapshot of every backend (so a restart serves the last good data at once).
+A job is counted in the same transaction that records it, so after a crash a job is either
+recorded and counted or neither: counters never go backwards and nothing is counted twice.
+All access goes through one connection guarded by a lock; SQLite serialises writers anyway
+and the volumes (a poll every few seconds at most) make that lock uncontended.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+from .model import CalibrationSnapshot, GateCalibration, JobRecord, Measurement, QubitCalibration
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calibration (
+    provider TEXT NOT NULL, backend TEXT NOT NULL, target TEXT NOT NULL, quantity TEXT NOT NULL,
+    measured_at REAL NOT NULL, value REAL NOT NULL, fetched_at REAL NOT NULL,
+    PRIMARY KEY (provider, backend, target, quantity, measured_at)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS calibration_fetched ON calibration (fetched_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    provider TEXT NOT NULL, backend TEXT NOT NULL, job_id TEXT NOT NULL, status TEXT NOT NULL,
+    created_at REAL NOT NULL, finished_at REAL NOT NULL, queue_seconds REAL, execution_seconds REAL,
+    usage_seconds REAL NOT NULL, cost_usd REAL NOT NULL, error_class TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (provider, backend, job_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL, labels TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (name, labels)
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    provider TEXT NOT NULL, backend TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (provider, backend, name)
+);
+CREATE TABLE IF NOT EXISTS latest (
+    provider TEXT NOT NULL, backend TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (provider, backend, kind)
+);
+"""
+
+LabelKey = tuple[tuple[str, str], ...]
+CounterIncrement = tuple[str, dict[str, str], float]
+
+
+class StateError(Exception):
+    """The state file cannot be used; the message says why and how to recover."""
+
+
+def _label_key(labels: dict[str, str]) -> LabelKey:
+    return tuple(sorted(labels.items()))
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across process crashes in WAL mode (only an OS crash can lose
+            # the last transactions), at a fraction of FULL's fsync cost.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            self._db.executescript(_SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state file {self.path} is unusable ({exc}); move it aside to start with empty "
+                f"state, or restore it from a backup"
+            ) from None
+        except OSError as exc:
+            raise StateError(f"state file {self.path}: {exc.strerror or exc}") from None
+        self._counters: dict[tuple[str, LabelKey], float] = {}
+        for name, labels, value in self._db.execute("SELECT name, labels, value FROM counters"):
+            self._counters[(name, tuple(tuple(p) for p in json.loads(labels)))] = value
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {row[0]}, this exporter reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._db.close()
+
+    # --- meta --------------------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def meta_default(self, key: str, value: str) -> str:
+        """Return the stored value, storing ``value`` first when there is none."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+            return self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0]
+
+    # --- calibration ---------------------------------------------------------------------------
+    def record_calibration(self, snap: CalibrationSnapshot) -> int:
+        """Append values not stored yet (by measurement time) and remember the snapshot as the
+        backend's latest. Returns the number of new history rows."""
+        default_t = snap.calibrated_at if snap.calibrated_at is not None else snap.fetched_at
+        rows = []
+        for target, quantity, m in _calibration_values(snap):
+            t = m.measured_at if m.measured_at is not None else default_t
+            rows.append((snap.provider, snap.backend, target, quantity, t, m.value, snap.fetched_at))
+        payload = json.dumps(snapshot_to_dict(snap), separators=(",", ":"))
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            before = self._db.total_changes
+            self._db.executemany("INSERT OR IGNORE INTO calibration VALUES (?,?,?,?,?,?,?)", rows)
+            added = self._db.total_changes - before
+            self._db.execute(
+                "INSERT OR REPLACE INTO latest VALUES (?, ?, 'calibration', ?)",
+                (snap.provider, snap.backend, payload),
+            )
+        return added
+
+    def latest_calibration(self, provider: str, backend: str) -> CalibrationSnapshot | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT payload FROM latest WHERE provider=? AND backend=? AND kind='calibration'",
+                (provider, backend),
+            ).fetchone()
+        return None if row is None else snapshot_from_dict(json.loads(row[0]))
+
+    def calibration_history(
+        self, provider: str | None = None, backend: str | None = None, since: float | None = None
+    ) -> Iterable[tuple[str, str, str, str, float, float]]:
+        """(provider, backend, target, quantity, measured_at, value), oldest first."""
+        sql = "SELECT provider, backend, target, quantity, measured_at, value FROM calibration WHERE 1=1"
+        args: list = []
+        for col, val in (("provider", provider), ("backend", backend)):
+            if val is not None:
+                sql += f" AND {col}=?"
+                args.append(val)
+        if since is not None:
+            sql += " AND measured_at>=?"
+            args.append(since)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY measured_at", args).fetchall()
+        return rows
+
+    # --- jobs and counters ----------------------------------------------------------------------
+    def record_jobs(
+        self, jobs: Iterable[JobRecord], increments_of, now: float
+    ) -> list[JobRecord]:
+        """Insert jobs not seen before and apply their counter increments in the same
+        transaction. ``increments_of(job)`` gives [(counter, labels, delta)]. Returns the
+        newly recorded jobs."""
+        new: list[JobRecord] = []
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            pending: dict[tuple[str, LabelKey], float] = {}
+            for j in jobs:
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (j.provider, j.backend, j.job_id, j.status, j.created_at, j.finished_at,
+                     j.queue_seconds, j.execution_seconds, j.usage_seconds, j.cost_usd, j.error_class, now),
+                )
+                if cur.rowcount != 1:
+                    continue
+                new.append(j)
+                for name, labels, delta in increments_of(j):
+                    key = (name, _label_key(labels))
+                    pending[key] = pending.get(key, self._counters.get(key, 0.0)) + delta
+            self._db.executemany(
+                "INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
+                [(name, json.dumps(labels), value) for (name, labels), value in pending.items()],
+            )
+        # Only after the commit succeeded does the in-memory view move forward.
+        self._counters.update(pending)
+        return new
+
+    def add_counters(self, increments: Iterable[CounterIncrement]) -> None:
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            pending: dict[tuple[str, LabelKey], float] = {}
+            for name, labels, delta in increments:
+                key = (name, _label_key(labels))
+                pending[key] = pending.get(key, self._counters.get(key, 0.0)) + delta
+            self._db.executemany(
+                "INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
+                [(name, json.dumps(labels), value) for (name, labels), value in pending.items()],
+            )
+        self._counters.update(pending)
+
+    def counters(self) -> dict[tuple[str, LabelKey], float]:
+        with self._lock:
+            return dict(self._counters)
+
+    def job_count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+    # --- cursors ---------------------------------------------------------------------------
+    def cursor(self, provider: str, backend: str, name: str) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM cursors WHERE provider=? AND backend=? AND name=?", (provider, backend, name)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def set_cursor(self, provider: str, backend: str, name: str, value: float) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?)", (provider, backend, name, value))
+
+    # --- housekeeping ------------------------------------------------------------------------
+    def prune(self, older_than: float) -> int:
+        """Drop history rows fetched before ``older_than``; counters are kept forever."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            a = self._db.execute("DELETE FROM calibration WHERE fetched_at < ?", (older_than,)).rowcount
+            b = self._db.execute("DELETE FROM jobs WHERE recorded_at < ?", (older_than,)).rowcount
+        return a + b
+
+
+def _calibration_values(snap: CalibrationSnapshot) -> Iterable[tuple[str, str, Measurement]]:
+    for q in snap.qubits:
+        for quantity, m in q.values.items():
+            yield f"q{q.qubit}", quantity, m
+    for g in snap.gates:
+        target = f"{g.gate}:{g.qubits_label}"
+        if g.error is not None:
+            yield target, "gate_error", g.error
+        if g.duration is not None:
+            yield target, "gate_duration", g.duration
+
+
+def snapshot_to_dict(snap: CalibrationSnapshot) -> dict:
+    return asdict(snap)
+
+
+def snapshot_from_dict(d: dict) -> CalibrationSnapshot:
+    def m(x):
+        return None if x is None else Measurement(**x)
+
+    return CalibrationSnapshot(
+        provider=d["provider"],
+        backend=d["backend"],
+        fetched_at=d["fetched_at"],
+        calibrated_at=d["calibrated_at"],
+        qubits=[
+            QubitCalibration(q["qubit"], {k: Measurement(**v) for k, v in q["values"].items()}, q["operational"])
+            for q in d["qubits"]
+        ],
+        gates=[
+            GateCalibration(g["gate"], tuple(g["qubits"]), m(g["error"]), m(g["duration"]), g["operational"])
+            for g in d["gates"]
+        ],
+    )

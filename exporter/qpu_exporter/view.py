@@ -1,0 +1,99 @@
+"""The latest known state of the fleet, held in memory.
+
+Pollers write into it, exposition reads a consistent copy of it. Every change bumps
+``version`` and wakes the renderer, which rebuilds the exposition once per change burst.
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from .model import BackendInfo, BackendStatus, CalibrationSnapshot
+
+BackendKey = tuple[str, str]  # (provider, backend)
+
+
+@dataclass(slots=True)
+class CollectorHealth:
+    success: bool
+    last_success: float | None
+    duration: float
+    last_attempt: float
+    error_kind: str = ""
+    error_message: str = ""
+
+
+@dataclass(slots=True)
+class ViewCopy:
+    version: int
+    backends: dict[BackendKey, BackendInfo]
+    status: dict[BackendKey, BackendStatus]
+    calibration: dict[BackendKey, CalibrationSnapshot]
+    health: dict[tuple[str, str, str], CollectorHealth]
+    providers_failed: dict[str, str] = field(default_factory=dict)
+
+
+class FleetView:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.version = 0
+        self._backends: dict[BackendKey, BackendInfo] = {}
+        self._status: dict[BackendKey, BackendStatus] = {}
+        self._calibration: dict[BackendKey, CalibrationSnapshot] = {}
+        self._health: dict[tuple[str, str, str], CollectorHealth] = {}
+        self._providers_failed: dict[str, str] = {}
+
+    def _changed(self) -> None:
+        self.version += 1
+        self._cond.notify_all()
+
+    def set_backend(self, info: BackendInfo) -> None:
+        with self._cond:
+            self._backends[(info.provider, info.backend)] = info
+            self._changed()
+
+    def set_status(self, key: BackendKey, status: BackendStatus) -> None:
+        with self._cond:
+            self._status[key] = status
+            self._changed()
+
+    def set_calibration(self, key: BackendKey, snap: CalibrationSnapshot) -> None:
+        with self._cond:
+            self._calibration[key] = snap
+            self._changed()
+
+    def set_health(self, key: tuple[str, str, str], health: CollectorHealth) -> None:
+        with self._cond:
+            self._health[key] = health
+            self._changed()
+
+    def set_provider_failed(self, provider: str, message: str | None) -> None:
+        with self._cond:
+            if message is None:
+                self._providers_failed.pop(provider, None)
+            else:
+                self._providers_failed[provider] = message
+            self._changed()
+
+    def touch(self) -> None:
+        """Something outside the view (persisted counters) changed."""
+        with self._cond:
+            self._changed()
+
+    def copy(self) -> ViewCopy:
+        with self._cond:
+            return ViewCopy(
+                self.version,
+                dict(self._backends),
+                dict(self._status),
+                dict(self._calibration),
+                dict(self._health),
+                dict(self._providers_failed),
+            )
+
+    def wait_for_change(self, seen_version: int, timeout: float) -> int:
+        with self._cond:
+            self._cond.wait_for(lambda: self.version != seen_version, timeout=timeout)
+            return self.version
