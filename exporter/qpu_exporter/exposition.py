@@ -154,6 +154,8 @@ def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float]) 
     for name, spec in SPECS.items():
         if spec.type == "counter":
             fam = _counter(name)
+            if not spec.labels and not by_name.get(name):
+                by_name[name].append(({}, 0.0))  # an unlabelled counter always exists
             for labels, value in sorted(by_name.get(name, ()), key=lambda x: sorted(x[0].items())):
                 fam.add_metric([labels.get(l, "") for l in spec.labels], value)
             out.append(fam)

@@ -8,8 +8,8 @@ objects and is the same wire format the IBM provider parses.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
-from importlib import resources
 from pathlib import Path
 
 # One Eagle r3, one Heron r2 and one Heron r3 snapshot: the embedded default fleet.
@@ -18,7 +18,12 @@ DEFAULT_FLEET = ("fake_sherbrooke", "fake_fez", "fake_boston")
 
 @functools.lru_cache(maxsize=1)
 def _backends_dir() -> Path:
-    return Path(str(resources.files("qiskit_ibm_runtime.fake_provider") / "backends"))
+    # find_spec locates the package without importing it (importing qiskit_ibm_runtime
+    # costs seconds, which every CLI invocation validating a config would pay).
+    spec = importlib.util.find_spec("qiskit_ibm_runtime")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("qiskit-ibm-runtime is not installed")
+    return Path(spec.submodule_search_locations[0]) / "fake_provider" / "backends"
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,211 @@
+"""Shared fixtures: free ports, a real exporter process, a real Prometheus.
+
+Waiting is always polling with a timeout, never a fixed sleep. In CI (CI=true) a missing
+Prometheus binary is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXPORTER = [sys.executable, "-m", "qpu_exporter.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+def http_get(url: str, timeout: float = 5.0, headers: dict | None = None) -> tuple[int, bytes, dict]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is required in CI (apt-get install prometheus prometheus-alertmanager)")
+    pytest.skip(f"{name} not installed")
+
+
+@dataclass
+class ExporterProcess:
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+    state_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, **kw):
+        return http_get(self.url + path, **kw)
+
+    def metrics(self) -> str:
+        code, body, _ = self.get("/metrics")
+        assert code == 200
+        return body.decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 5.0) -> float:
+        """SIGTERM and wait; returns how long the process took to exit."""
+        if self.proc.poll() is not None:
+            return 0.0
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"exporter did not stop within {timeout}s of SIGTERM")
+        return time.monotonic() - started
+
+
+@pytest.fixture
+def start_exporter(tmp_path) -> Iterator[Callable[..., ExporterProcess]]:
+    """Start ``qpu-exporter serve`` with a config text; waits for /-/ready."""
+    started: list[ExporterProcess] = []
+
+    def start(config_text: str | None = None, *, state_path: Path | None = None, ready: bool = True,
+              extra_args: list[str] | None = None, env: dict | None = None) -> ExporterProcess:
+        state = state_path or tmp_path / "state.db"
+        args = [*EXPORTER, "serve"]
+        if config_text is not None:
+            cfg = tmp_path / f"config-{len(started)}.yaml"
+            cfg.write_text(config_text.replace("STATE_PATH", str(state)))
+            args += ["--config", str(cfg)]
+        port = free_port()
+        args += ["--web.listen-address", f"127.0.0.1:{port}", *(extra_args or [])]
+        log_path = tmp_path / f"exporter-{len(started)}.log"
+        full_env = {**os.environ, "QPU_EXPORTER_STATE_PATH": str(state), **(env or {})}
+        proc = subprocess.Popen(args, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=full_env, cwd=tmp_path)
+        ep = ExporterProcess(proc, port, log_path, state)
+        started.append(ep)
+        if ready:
+            def is_ready():
+                if proc.poll() is not None:
+                    raise AssertionError(f"exporter exited with {proc.returncode}: {ep.log()[-2000:]}")
+                return ep.get("/-/ready", timeout=2)[0] == 200
+            wait_until(is_ready, 90, "exporter /-/ready", interval=0.2)
+        return ep
+
+    yield start
+    for ep in started:
+        with contextlib.suppress(Exception):
+            ep.stop()
+
+
+@dataclass
+class PrometheusProcess:
+    proc: subprocess.Popen
+    port: int
+
+    def query(self, promql: str) -> list[dict]:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        code, body, _ = http_get(url)
+        data = json.loads(body)
+        assert code == 200 and data["status"] == "success", f"query {promql!r} failed: {body[:300]!r}"
+        return data["data"]["result"]
+
+
+@pytest.fixture
+def start_prometheus(tmp_path) -> Iterator[Callable[..., PrometheusProcess]]:
+    """Start the real Prometheus scraping the given targets every second."""
+    binary = require_binary("prometheus")
+    procs: list[subprocess.Popen] = []
+
+    def start(targets: list[str], rule_files: list[str] | None = None, alertmanager: str | None = None,
+              scrape_interval: str = "1s") -> PrometheusProcess:
+        port = free_port()
+        d = tmp_path / f"prom-{len(procs)}"
+        d.mkdir()
+        cfg = {
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "qpu-exporter", "static_configs": [{"targets": targets}]}],
+        }
+        if rule_files:
+            cfg["rule_files"] = rule_files
+        if alertmanager:
+            cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+        (d / "prometheus.yml").write_text(json.dumps(cfg))
+        proc = subprocess.Popen(
+            [binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=(d / "log").open("wb"), stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/-/ready", timeout=2)[0] == 200, 60, "prometheus ready")
+        return PrometheusProcess(proc, port)
+
+    yield start
+    for p in procs:
+        p.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=10)
+        if p.poll() is None:
+            p.kill()
+
+
+def run_cli(*args: str, input: str | None = None, timeout: float = 120, env: dict | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*EXPORTER, *args], input=input, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=cwd,
+    )
+
+
+def parse_samples(text: str) -> list[tuple[str, dict, float]]:
+    """Parse exposition text with client_python's parser: (sample name, labels, value)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(s.name, s.labels, s.value) for fam in text_string_to_metric_families(text) for s in fam.samples]
+
+
+def sample(text: str, name: str, **labels) -> float | None:
+    for n, lab, value in parse_samples(text):
+        if n == name and all(lab.get(k) == v for k, v in labels.items()):
+            return value
+    return None
