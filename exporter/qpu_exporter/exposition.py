@@ -193,6 +193,7 @@ class _Families:
 @dataclass(frozen=True, slots=True)
 class Rendering:
     version: int
+    view: ViewCopy | None  # the state this rendering shows
     text: bytes
     gzipped: bytes
     rendered_at: float
@@ -205,7 +206,7 @@ class Renderer:
     def __init__(self, view: FleetView, build: Callable[[ViewCopy], list[Metric]]):
         self._view = view
         self._build = build
-        self._current = Rendering(-1, b"", gzip.compress(b"", 1), 0.0, 0.0)
+        self._current = Rendering(-1, None, b"", gzip.compress(b"", 1), 0.0, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="renderer", daemon=True)
         self._self_registry = CollectorRegistry(auto_describe=False)
@@ -230,7 +231,7 @@ class Renderer:
         registry.register(_Families(self._build(snapshot)))
         text = generate_latest(registry)
         # Level 1: a tenth of level 9's CPU for ~30 % larger output (ecosystem.md §1.7).
-        rendering = Rendering(snapshot.version, text, gzip.compress(text, 1), time.time(), time.perf_counter() - started)
+        rendering = Rendering(snapshot.version, snapshot, text, gzip.compress(text, 1), time.time(), time.perf_counter() - started)
         self._current = rendering  # one reference swap: readers see the old or the new, never a mix
         return rendering
 

@@ -97,7 +97,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/-/healthy":
             self._send(200, b"Healthy.\n", "text/plain; charset=utf-8")
         elif path == "/-/ready":
-            if is_ready(self.server.view.copy(), self.server.provider_kinds):
+            # Judged on what /metrics serves now, not on the live view the renderer may not
+            # have caught up with yet.
+            shown = self.server.renderer.current.view
+            if shown is not None and is_ready(shown, self.server.provider_kinds):
                 self._send(200, b"Ready.\n", "text/plain; charset=utf-8")
             else:
                 self._send(503, b"Not ready: first polls still running.\n", "text/plain; charset=utf-8")
