@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config
+from .drift_feed import DriftFeed
 from .exposition import Renderer, families
 from .providers.factory import build_providers
 from .scheduler import Poller, Scheduler
@@ -44,17 +45,19 @@ class Exporter:
         origin = float(self.store.meta_default("simulation_origin", repr(time.time())))
         self.providers = build_providers(config, origin=origin)
         self.view = FleetView()
+        self.drift = DriftFeed(config.drift.settings(), self.store)
         build = partial(
             self._families, version=__version__, revision=revision(), budget=config.cost.daily_budget_usd
         )
         self.renderer = Renderer(self.view, build)
-        self.poller = Poller(self.providers, self.store, self.view)
+        self.poller = Poller(self.providers, self.store, self.view, on_calibration=[self.drift.on_calibration])
         self.scheduler = Scheduler(self.poller, config)
         self.http = ExporterHTTPServer(listen, self.renderer, self.view, [p.kind for p in self.providers], __version__)
         self._stopped = threading.Event()
 
     def _families(self, snapshot, *, version: str, revision: str, budget: float):
-        return families(snapshot, self.store.counters(), version=version, revision=revision, daily_budget_usd=budget)
+        return families(snapshot, self.store.counters(), version=version, revision=revision,
+                        daily_budget_usd=budget, extra=self.drift.families())
 
     @property
     def address(self) -> tuple[str, int]:
@@ -64,6 +67,9 @@ class Exporter:
         self.renderer.start()
         self.http.serve_in_thread()
         self.scheduler.start()
+        # Detector state is saved every 30 s and at shutdown: a crash loses at most 30 s of
+        # detector updates, never the baseline.
+        self.scheduler.every(30.0, self.drift.save, "save-drift-state")
         host, port = self.address
         log.info('msg="serving" address=%s:%d state_path=%s providers=%s', host, port,
                  self.config.state_path, ",".join(p.kind for p in self.providers))
@@ -77,6 +83,7 @@ class Exporter:
         self.http.shutdown()
         self.scheduler.shutdown(wait=False)
         self.renderer.stop()
+        self.drift.save()
         for p in self.providers:
             p.close()
         self.store.close()

@@ -61,6 +61,10 @@ _SPECS += [
     MetricSpec("qpu_job_usage_seconds_total", "counter", _PB, "Billed QPU time of finished jobs.", "provider jobs"),
     MetricSpec("qpu_cost_usd_total", "counter", _PB, "Money spent on finished jobs, in US dollars.", "provider jobs and price table"),
     MetricSpec("qpu_cost_budget_daily_usd", "gauge", (), "Configured daily spend budget for all jobs (config cost.daily_budget_usd).", "config"),
+    MetricSpec("qpu_drift_statistic", "gauge", _PB + ("series", "detector"), "Drift statistic in sigma units: the EWMA's standardized deviation (signed) or the CUSUM's larger side. Present once the series finished its warm-up.", "drift monitor"),
+    MetricSpec("qpu_drift_limit", "gauge", _PB + ("series", "detector"), "Control limit of the statistic, in the same sigma units (designed from the configured ARL0).", "drift monitor"),
+    MetricSpec("qpu_drift_alarm", "gauge", _PB + ("series", "detector"), "1 when the detector signalled on the series' latest sample.", "drift monitor"),
+    MetricSpec("qpu_drift_alarms_total", "counter", _PB + ("series", "detector"), "Alarms raised by the detector on the series.", "drift monitor"),
 ]
 
 SPECS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}

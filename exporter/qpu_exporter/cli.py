@@ -31,17 +31,42 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config")
 
+    bt = sub.add_parser("backtest", help="run the exporter's drift detectors over a CSV history")
+    bt.add_argument("file", help="CSV with header timestamp,series,value ('-' for stdin)")
+    bt.add_argument("--arl0", type=float, help="in-control average run length per series and detector")
+    bt.add_argument("--warmup", type=int, help="warm-up samples per series")
+    bt.add_argument("--transform", choices=["none", "log", "auto"], help="value transform (default auto: by series kind)")
+    bt.add_argument("--config", help="take drift defaults from this config (default: the exporter's defaults)")
+
+    hist = sub.add_parser("export-history", help="write the stored calibration history as backtest CSV")
+    hist.add_argument("--config", help="config whose state_path to read (or set QPU_EXPORTER_STATE_PATH)")
+    hist.add_argument("--provider")
+    hist.add_argument("--backend")
+    hist.add_argument("--since", type=float, help="unix seconds")
+
     docs = sub.add_parser("docs", help="print generated documentation")
     docs.add_argument("what", choices=["metrics"])
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `qpu-exporter backtest x.csv | head`: not an error
+        sys.stderr.close()
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "check-config":
         return _check_config(args.config)
+    if args.command == "backtest":
+        return _backtest(args)
+    if args.command == "export-history":
+        return _export_history(args)
     if args.command == "docs":
         from .catalog import render_markdown
 
@@ -63,6 +88,74 @@ def _check_config(path: str) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     print(f"{path}: ok")
+    return 0
+
+
+def _read_input(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _backtest(args) -> int:
+    import json
+
+    from .config import ConfigError, load_config
+    from .drift import DriftInputError, parse_csv, run_backtest_detailed
+
+    try:
+        drift = load_config(args.config).drift
+    except ConfigError as exc:
+        return _fail(str(exc))
+    try:
+        text = _read_input(args.file)
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail(f"{args.file}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        result, rejected = run_backtest_detailed(
+            parse_csv(text),
+            arl0=args.arl0 if args.arl0 is not None else drift.arl0,
+            warmup=args.warmup if args.warmup is not None else drift.warmup,
+            transform=args.transform or drift.transform,
+        )
+    except DriftInputError as exc:
+        return _fail(f"{args.file}: {exc}")
+    except ValueError as exc:  # bad --arl0 / --warmup
+        return _fail(str(exc))
+    for row in rejected:
+        sys.stderr.write(f"qpu-exporter: warning: {row}\n")
+    json.dump(result, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _export_history(args) -> int:
+    import csv
+
+    from .config import ConfigError, load_config
+    from .drift_feed import QUBIT_SERIES, series_name
+    from .store import StateError, Store
+
+    try:
+        config = load_config(args.config)
+        store = Store(config.state_path) if config.state_path.exists() else None
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except StateError as exc:
+        return _fail(str(exc))
+    if store is None:
+        return _fail(f"state file {config.state_path} does not exist")
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["timestamp", "series", "value"])
+    wanted = set(QUBIT_SERIES) | {"gate_error"}
+    for provider, backend, target, quantity, measured_at, value in store.calibration_history(
+        args.provider, args.backend, args.since
+    ):
+        if quantity in wanted:
+            prefix = "" if args.backend else f"{provider}/{backend}/"
+            out.writerow([repr(measured_at), prefix + series_name(quantity, target), repr(value)])
+    store.close()
     return 0
 
 

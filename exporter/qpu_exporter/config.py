@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from .drift.monitor import DEFAULT_ARL0, DEFAULT_WARMUP, DriftSettings
 from .providers.fake_snapshots import DEFAULT_FLEET, available_snapshots
 
 
@@ -100,6 +101,10 @@ class SimulatedProviderConfig(_Strict):
     # How often (simulated time) the fleet re-measures T1, T2 and gate errors; readout is
     # refreshed five times as often. IBM publishes roughly daily.
     measurement_interval: Duration = Field(default=86400.0, ge=60)
+    # "calm" keeps the per-qubit noise and gate creep but switches off the random events
+    # (TLS dips, outages, new dead couplers), so injected incidents are the only faults:
+    # for tests, demos and tuning alert thresholds.
+    dynamics: Literal["realistic", "calm"] = "realistic"
     incidents: list[Incident] = Field(default_factory=list)
 
     @field_validator("backends")
@@ -129,17 +134,47 @@ class SimulatedProviderConfig(_Strict):
 
 class IbmProviderConfig(_Strict):
     kind: Literal["ibm"]
-    instance: str | None = None
+    instance: str | None = None  # the instance CRN; strongly recommended (else the SDK picks)
     channel: str = "ibm_quantum_platform"
     url: str | None = None
     token_file: Path | None = None  # alternative to QISKIT_IBM_TOKEN
     backends: list[str] | None = None  # default: every backend visible to the instance
+    # Per HTTP call: connect and read timeouts; retries of 5xx inside one poll (the
+    # scheduler's backoff handles the rest, so keep this small).
+    connect_timeout: Duration = Field(default=5.0, gt=0, le=300)
+    request_timeout: Duration = Field(default=30.0, gt=0, le=600)
+    retries: int = Field(default=1, ge=0, le=5)
+    # Jobs: look-back on the first poll of a process; page cap per poll (100 jobs a page);
+    # /jobs/{id}/metrics calls (queue and run timestamps) per poll and backend, 0 = never.
+    jobs_lookback: Duration = Field(default=86400.0, ge=0)
+    max_job_pages: int = Field(default=20, ge=1, le=1000)
+    max_job_metrics_per_poll: int = Field(default=50, ge=0, le=10000)
+    price_table: Path | None = None  # default: the shipped illustrative table
+    usd_per_qpu_second: float | None = Field(default=None, ge=0)  # overrides the table
 
 
 class BraketProviderConfig(_Strict):
     kind: Literal["braket"]
     region: str = "us-east-1"
     devices: list[str] | None = None  # device ARNs; default: every QPU in the region
+    connect_timeout: Duration = Field(default=5.0, gt=0, le=300)
+    request_timeout: Duration = Field(default=30.0, gt=0, le=600)
+    retries: int = Field(default=1, ge=0, le=5)
+    jobs_lookback: Duration = Field(default=86400.0, ge=0)
+    max_task_pages: int = Field(default=20, ge=1, le=1000)
+    # GetQuantumTask calls per poll and device, to learn why FAILED tasks failed.
+    max_failure_lookups_per_poll: int = Field(default=20, ge=0, le=10000)
+    price_table: Path | None = None  # default: the shipped illustrative table
+
+    @field_validator("devices")
+    @classmethod
+    def _arns(cls, arns: list[str] | None) -> list[str] | None:
+        if arns is None:
+            return None
+        for arn in arns:
+            if not arn.startswith("arn:aws:braket:") or "/" not in arn:
+                raise ValueError(f"not a Braket device ARN: {arn!r}")
+        return arns
 
 
 ProviderConfig = Annotated[
@@ -166,6 +201,17 @@ class ProbesConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
 
+class DriftConfig(_Strict):
+    """Detector design; the defaults are the drift package's (docs/drift.md explains them)."""
+
+    arl0: float = Field(default=DEFAULT_ARL0, gt=1)
+    warmup: int = Field(default=DEFAULT_WARMUP, ge=10)
+    transform: Literal["none", "log", "auto"] = "auto"
+
+    def settings(self) -> DriftSettings:
+        return DriftSettings(arl0=self.arl0, warmup=self.warmup, transform=self.transform)
+
+
 class CostConfig(_Strict):
     daily_budget_usd: float = Field(default=5000.0, ge=0)
 
@@ -179,6 +225,7 @@ class Config(_Strict):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     state_path: Path = Path("./qpu-exporter.db")
 
     @field_validator("providers")

@@ -152,6 +152,8 @@ def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float]) 
 
     out: list[Metric] = []
     for name, spec in SPECS.items():
+        if name.startswith("qpu_drift_"):
+            continue  # the drift feed renders its own families
         if spec.type == "counter":
             fam = _counter(name)
             if not spec.labels and not by_name.get(name):

@@ -200,9 +200,10 @@ class Scheduler:
                 self._discover_and_schedule, args=[provider], id=f"discover:{provider.kind}",
                 next_run_time=_now_dt(),
             )
-        self._sched.add_job(
-            lambda: self.poller.store.prune(time.time() - RETENTION_SECONDS), "interval", hours=1, id="prune"
-        )
+        self.every(3600.0, lambda: self.poller.store.prune(time.time() - RETENTION_SECONDS), "prune")
+
+    def every(self, seconds: float, fn, job_id: str) -> None:
+        self._sched.add_job(fn, "interval", seconds=seconds, id=job_id, replace_existing=True)
 
     def _discover_and_schedule(self, provider: Provider) -> None:
         names = self.poller.discover(provider)

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS cursors (
     provider TEXT NOT NULL, backend TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (provider, backend, name)
 );
+CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS latest (
     provider TEXT NOT NULL, backend TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (provider, backend, kind)
@@ -119,6 +120,16 @@ class Store:
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
             return self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0]
+
+    def blob(self, name: str) -> str | None:
+        """A named opaque document (e.g. detector state)."""
+        with self._lock:
+            row = self._db.execute("SELECT payload FROM blobs WHERE name=?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_blob(self, name: str, payload: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (name, payload))
 
     # --- calibration ---------------------------------------------------------------------------
     def record_calibration(self, snap: CalibrationSnapshot) -> int:

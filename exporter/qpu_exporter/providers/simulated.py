@@ -97,7 +97,7 @@ class _Job:
 class _SimBackend:
     """State of one simulated backend, advanced in fixed simulated steps."""
 
-    def __init__(self, name: str, seed: int, measurement_interval: float):
+    def __init__(self, name: str, seed: int, measurement_interval: float, calm: bool = False):
         conf, props = load_snapshot(name)
         base, _ = parse_properties(props, provider="simulated", backend=name, fetched_at=0.0)
         self.name = name
@@ -109,6 +109,10 @@ class _SimBackend:
         self.measure_every = measurement_interval
         self.readout_every = measurement_interval / 5  # readout is refreshed ~5x as often
         self.step_seconds = min(900.0, measurement_interval / 4)
+        events = 0.0 if calm else 1.0
+        self.tls_on_per_hour = TLS_ON_PER_HOUR * events
+        self.outage_per_day = OUTAGE_PER_DAY * events
+        self.new_dead_per_day = NEW_DEAD_COUPLER_PER_DAY * events
 
         n = len(base.qubits)
         self.n = n
@@ -204,15 +208,15 @@ class _SimBackend:
         # TLS telegraph: switch on with a small rate, off after an exponential dwell.
         ended = (self.tls < 1.0) & (t >= self.tls_end)
         self.tls[ended] = 1.0
-        start = (self.tls == 1.0) & (rng.random(n) < TLS_ON_PER_HOUR * dt / HOUR)
+        start = (self.tls == 1.0) & (rng.random(n) < self.tls_on_per_hour * dt / HOUR)
         k = int(start.sum())
         self.tls[start] = 10.0 ** rng.uniform(-1.0, math.log10(0.5), k)
         self.tls_end[start] = t + np.maximum(rng.exponential(TLS_DWELL_MEAN, k), 900.0)
 
         # Couplers occasionally die until the next recalibration; outages are rare.
         two_q = np.array([len(q) == 2 for q in self.g_q])
-        self.g_dead |= two_q & (rng.random(len(self.gates)) < NEW_DEAD_COUPLER_PER_DAY * dt / DAY)
-        if t >= self.outage_end and rng.random() < OUTAGE_PER_DAY * dt / DAY:
+        self.g_dead |= two_q & (rng.random(len(self.gates)) < self.new_dead_per_day * dt / DAY)
+        if t >= self.outage_end and rng.random() < self.outage_per_day * dt / DAY:
             self.outage_end = t + rng.exponential(OUTAGE_MEAN)
 
         aq = math.exp(-dt / PENDING_TAU)
@@ -285,7 +289,9 @@ class SimulatedProvider(Provider):
         self.clock = clock
         self.speedup = cfg.speedup
         self.started_sim = self._sim_now()
-        self._backends = {name: _SimBackend(name, cfg.seed, measurement_interval) for name in cfg.backends}
+        self._backends = {
+            name: _SimBackend(name, cfg.seed, measurement_interval, calm=cfg.dynamics == "calm") for name in cfg.backends
+        }
         self._incidents: dict[str, list[Incident]] = {}
         for inc in cfg.incidents:
             self._incidents.setdefault(inc.backend, []).append(inc)
@@ -316,6 +322,12 @@ class SimulatedProvider(Provider):
 
     def _incident_start_wall(self, inc: Incident) -> float:
         return self._wall(self.started_sim + inc.at)
+
+    def _monitor_tick(self, inc: Incident, now: float, measure_every: float) -> float:
+        """Wall time of the latest monitoring re-measurement since the incident started."""
+        start = self.started_sim + inc.at
+        tick = min(HOUR, measure_every)
+        return self._wall(start + math.floor((now - start) / tick) * tick)
 
     # --- Provider interface ----------------------------------------------------------------
     def backends(self) -> list[BackendInfo]:
@@ -358,7 +370,9 @@ class SimulatedProvider(Provider):
                     old_t1 = t1[q]
                     t1[q] *= f
                     t2[q] = min(t2[q] * f, 2 * t1[q])
-                    mt_q[q] = max(mt_q[q], stamp)
+                    # Hourly monitoring notices the dip and re-measures the qubit every hour
+                    # while it lasts (IBM's TLS handling, devices-and-users.md §3b).
+                    mt_q[q] = max(mt_q[q], self._monitor_tick(inc, now, b.measure_every))
                     for i in b.gates_of[q]:  # the coherence limit moves with T1
                         d = b.g_dur[i]
                         if math.isfinite(d) and math.isfinite(gerr[i]):

@@ -1,0 +1,110 @@
+"""Feeds calibration snapshots into the drift monitor and exposes its state.
+
+The glue between the pure ``drift`` package and the running exporter: which series exist,
+which values are new measurements (a detector takes one sample per measurement, never the
+same value re-polled), persistence of detector state, and the metric families.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .catalog import SPECS
+from .drift import DriftMonitor, DriftSettings
+from .model import CalibrationSnapshot
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+# Quantities with a drift series. `id` gates are skipped: IBM reports them with the same
+# calibration as `sx`, so they would double every 1q series (and its false alarms).
+QUBIT_SERIES = ("t1", "t2", "readout_error")
+SKIPPED_GATES = frozenset({"id"})
+STATE_BLOB = "drift_monitor"
+
+
+def series_name(quantity: str, target: str) -> str:
+    """'t1:q3', 'readout_error:q3', 'gate_error:cz:3_4' from a store target and quantity."""
+    return f"{quantity}:{target}"
+
+
+def monitored_values(snap: CalibrationSnapshot):
+    """(series, value, measured_at) for every monitored value that carries a measurement time."""
+    for q in snap.qubits:
+        for quantity in QUBIT_SERIES:
+            m = q.values.get(quantity)
+            if m is not None and m.measured_at is not None:
+                yield series_name(quantity, f"q{q.qubit}"), m.value, m.measured_at
+    for g in snap.gates:
+        if g.gate in SKIPPED_GATES or g.error is None or g.error.measured_at is None:
+            continue
+        yield series_name("gate_error", f"{g.gate}:{g.qubits_label}"), g.error.value, g.error.measured_at
+
+
+class DriftFeed:
+    def __init__(self, settings: DriftSettings, store: Store):
+        self.store = store
+        self._lock = threading.Lock()
+        blob = store.blob(STATE_BLOB)
+        if blob is None:
+            self.monitor = DriftMonitor(settings)
+        else:
+            self.monitor = DriftMonitor.from_state(json.loads(blob), settings)
+            log.info('msg="drift state restored" series=%d', len(self.monitor))
+        self._last_fed: dict[tuple[str, str, str], float] = {}
+        self._dirty = False
+
+    def on_calibration(self, snap: CalibrationSnapshot) -> None:
+        keys, values, stamps = [], [], []
+        for series, value, measured_at in monitored_values(snap):
+            key = (snap.provider, snap.backend, series)
+            if measured_at <= self._last_fed.get(key, float("-inf")):
+                continue  # the same measurement polled again: not a new sample
+            keys.append(key)
+            values.append(value)
+            stamps.append(measured_at)
+        if not keys:
+            return
+        with self._lock:
+            result = self.monitor.observe_many(keys, values, stamps)
+            for key, t in zip(keys, stamps):
+                self._last_fed[key] = t
+            self._dirty = True
+        for alarm in result.alarms:
+            log.warning(
+                'msg="drift alarm" provider=%s backend=%s series=%s detector=%s direction=%s index=%d',
+                *alarm.key, alarm.detector, alarm.direction, alarm.index,
+            )
+
+    def save(self) -> None:
+        """Persist detector state (periodically and at shutdown)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            payload = json.dumps(self.monitor.state(), separators=(",", ":"))
+            self._dirty = False
+        self.store.set_blob(STATE_BLOB, payload)
+
+    def families(self) -> list[Metric]:
+        stat = GaugeMetricFamily("qpu_drift_statistic", SPECS["qpu_drift_statistic"].help,
+                                 labels=list(SPECS["qpu_drift_statistic"].labels))
+        alarm = GaugeMetricFamily("qpu_drift_alarm", SPECS["qpu_drift_alarm"].help,
+                                  labels=list(SPECS["qpu_drift_alarm"].labels))
+        limit = GaugeMetricFamily("qpu_drift_limit", SPECS["qpu_drift_limit"].help,
+                                  labels=list(SPECS["qpu_drift_limit"].labels))
+        total = CounterMetricFamily("qpu_drift_alarms_total", SPECS["qpu_drift_alarms_total"].help,
+                                    labels=list(SPECS["qpu_drift_alarms_total"].labels))
+        with self._lock:
+            for row in self.monitor.statistics():
+                labels = [row.provider, row.backend, row.series, row.detector]
+                stat.add_metric(labels, row.statistic)
+                alarm.add_metric(labels, 1 if row.alarm_active else 0)
+            for row in self.monitor.limits():
+                limit.add_metric([row.provider, row.backend, row.series, row.detector], row.limit)
+            for row in self.monitor.alarms_total():
+                total.add_metric([row.provider, row.backend, row.series, row.detector], row.count)
+        return [stat, alarm, limit, total]
