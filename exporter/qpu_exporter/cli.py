@@ -174,9 +174,11 @@ def _serve(args) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     logs.setup(args.log_level, args.log_format)
+    from .providers.prices import PriceTableError
+
     try:
         exporter = Exporter(config, listen)
-    except StateError as exc:
+    except (StateError, PriceTableError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"--web.listen-address {args.listen}: {exc.strerror or exc}")

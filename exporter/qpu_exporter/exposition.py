@@ -90,11 +90,17 @@ def families(
         if st is not None:
             up.add_metric(list(key), 1 if st.operational else 0)
             maint.add_metric(list(key), 1 if "maintenance" in st.status_message.lower() else 0)
-            window.add_metric(list(key), 1)
+            window.add_metric(list(key), 1 if st.window_open else 0)
             pending.add_metric(list(key), st.pending_jobs)
     out += [info, up, maint, window, pending]
     out += _calibration_families(v)
     out += _counter_families(v, counters)
+    usage_fams = {k: _gauge(f"qpu_instance_usage_{k}") for k in ("consumed_seconds", "limit_seconds", "remaining_seconds")}
+    for provider, usage in sorted(v.usage.items()):
+        for k, fam in usage_fams.items():
+            if usage.get(k) is not None:
+                fam.add_metric([provider], float(usage[k]))
+    out += usage_fams.values()
     budget = _gauge("qpu_cost_budget_daily_usd")
     budget.add_metric([], daily_budget_usd)
     out.append(budget)

@@ -71,6 +71,7 @@ class BackendStatus:
     pending_jobs: int
     status_message: str
     fetched_at: float
+    window_open: bool = True  # inside the provider's availability window (Braket)
 
 
 @dataclass(slots=True)

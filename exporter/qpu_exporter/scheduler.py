@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -83,8 +83,20 @@ class Poller:
     def poll_jobs(self, provider: Provider, backend: str) -> None:
         self._run(provider, backend, "jobs", self._jobs)
 
+    def poll_usage(self, provider: Provider) -> None:
+        """The account-level allowance (IBM instance usage); backend label empty."""
+        self._run(provider, "", "usage", self._usage)
+
+    def _usage(self, provider: Provider, _backend: str) -> str:
+        usage = provider.instance_usage()
+        if usage is None:
+            return "usage=none"
+        self.view.set_usage(provider.kind, usage)
+        return f"consumed_seconds={usage.get('consumed_seconds')}"
+
     def _status(self, provider: Provider, backend: str) -> str:
         st = provider.status(backend)
+        st = replace(st, window_open=provider.availability_window_open(backend))
         self.view.set_status((provider.kind, backend), st)
         return f"operational={str(st.operational).lower()} pending_jobs={st.pending_jobs}"
 
@@ -153,8 +165,13 @@ class Poller:
             bo.failures += 1
             base = self.intervals.get(key[2], 60.0)
             factor = min(2 ** (bo.failures - 1), MAX_BACKOFF_FACTOR)
-            # Full jitter on the extra wait, so many backends failing together spread out.
-            bo.next_attempt = now + base * (factor - 1) * self._rng.random()
+            # Full jitter on the extra wait, so many backends failing together spread out;
+            # a provider's Retry-After is a floor, never shortened by the jitter.
+            wait = base * (factor - 1) * self._rng.random()
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after:
+                wait = max(wait, float(retry_after))
+            bo.next_attempt = now + wait
         try:
             self.store.add_counters(
                 [("qpu_exporter_collector_errors_total",
@@ -186,6 +203,7 @@ class Scheduler:
             "jobs": sch.jobs_interval,
             "calibration": sch.calibration_interval,
             "discovery": sch.calibration_interval,
+            "usage": sch.calibration_interval,
         }
         self._sched = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=sch.max_concurrent_polls)},
@@ -220,6 +238,11 @@ class Scheduler:
             ("calibration", self.poller.poll_calibration, sch.calibration_interval),
             ("jobs", self.poller.poll_jobs, sch.jobs_interval),
         ]
+        if type(provider).instance_usage is not Provider.instance_usage:
+            self._sched.add_job(
+                self.poller.poll_usage, "interval", seconds=sch.calibration_interval, args=[provider],
+                id=f"usage:{provider.kind}", replace_existing=True, next_run_time=_now_dt(),
+            )
         for name in names:
             for collector, fn, interval in plan:
                 self._sched.add_job(

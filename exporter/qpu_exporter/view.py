@@ -33,6 +33,7 @@ class ViewCopy:
     calibration: dict[BackendKey, CalibrationSnapshot]
     health: dict[tuple[str, str, str], CollectorHealth]
     providers_failed: dict[str, str] = field(default_factory=dict)
+    usage: dict[str, dict] = field(default_factory=dict)  # provider -> instance usage
 
 
 class FleetView:
@@ -44,6 +45,7 @@ class FleetView:
         self._calibration: dict[BackendKey, CalibrationSnapshot] = {}
         self._health: dict[tuple[str, str, str], CollectorHealth] = {}
         self._providers_failed: dict[str, str] = {}
+        self._usage: dict[str, dict] = {}
 
     def _changed(self) -> None:
         self.version += 1
@@ -77,6 +79,11 @@ class FleetView:
                 self._providers_failed[provider] = message
             self._changed()
 
+    def set_usage(self, provider: str, usage: dict) -> None:
+        with self._cond:
+            self._usage[provider] = usage
+            self._changed()
+
     def touch(self) -> None:
         """Something outside the view (persisted counters) changed."""
         with self._cond:
@@ -91,6 +98,7 @@ class FleetView:
                 dict(self._calibration),
                 dict(self._health),
                 dict(self._providers_failed),
+                dict(self._usage),
             )
 
     def wait_for_change(self, seen_version: int, timeout: float) -> int:

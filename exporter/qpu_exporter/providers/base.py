@@ -18,9 +18,10 @@ class ProviderError(Exception):
     (timeout, http_5xx, rate_limited, auth, malformed, unavailable, ...). The message must
     never contain a credential."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.kind = kind
+        self.retry_after = retry_after  # seconds the provider asked us to wait (HTTP 429)
 
 
 class Provider(abc.ABC):
@@ -44,6 +45,16 @@ class Provider(abc.ABC):
         """Jobs that reached a final state after ``since`` (Unix seconds; None: the
         provider's default look-back). May return jobs already seen: the store deduplicates
         by job id, so providers may err on the side of overlap, never of gaps."""
+
+    def availability_window_open(self, backend: str) -> bool:
+        """Whether the backend is inside its provider's availability window now (from data
+        the last status poll fetched; no request). Providers without windows: always."""
+        return True
+
+    def instance_usage(self) -> dict | None:
+        """The account's QPU-time allowance ({consumed_seconds, limit_seconds,
+        remaining_seconds, ...}), or None when the provider has no such notion."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions or threads."""

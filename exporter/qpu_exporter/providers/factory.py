@@ -41,6 +41,20 @@ def build_providers(config: Config, origin: float, clock: Callable[[], float] = 
     for p in config.providers:
         if isinstance(p, SimulatedProviderConfig):
             out.append(SimulatedProvider(p, origin=origin, clock=clock, measurement_interval=p.measurement_interval))
-        else:
-            out.append(UnavailableProvider(p.kind, f"the {p.kind} provider is not implemented in this version"))
+            continue
+        # Imported only when configured: the simulated fleet never loads boto3 or the
+        # runtime service. Construction does no network I/O (both connect on first poll).
+        try:
+            if p.kind == "ibm":
+                from .ibm import IbmProvider
+
+                out.append(IbmProvider(p, clock=clock))
+            elif p.kind == "braket":
+                from .braket import BraketProvider
+
+                out.append(BraketProvider(p, clock=clock))
+            else:
+                out.append(UnavailableProvider(p.kind, f"the {p.kind} provider is not implemented in this version"))
+        except ImportError as exc:
+            out.append(UnavailableProvider(p.kind, f"the {p.kind} provider needs {exc.name}, which is not installed"))
     return out

@@ -1,0 +1,563 @@
+"""Amazon Braket (kind: braket) through boto3's ``braket`` client.
+
+Devices come from the config's ARNs or, by default, ``SearchDevices`` (every QPU in the
+region that is not RETIRED). One ``GetDevice`` gives status, queue depth, availability
+windows and the calibration ("standardized" properties), parsed from the raw JSON so a
+new schema version degrades to fewer values rather than a failed poll:
+
+* standardized v1 (Rigetti, IQM, OQC): per qubit T1/T2 (units normalised to seconds),
+  one-qubit fidelities -> ``readout_error`` (READOUT) and gates ``1q_rb``
+  (RANDOMIZED_BENCHMARKING) / ``1q_srb`` (SIMULTANEOUS_RANDOMIZED_BENCHMARKING) with
+  error = 1 - fidelity; two-qubit gate fidelities per edge -> GateCalibration(gate name
+  lower-cased, (control, target) when directed, else the edge's qubits).
+* standardized v3 (IonQ, AQT), device-level figures: T1, T2, readout error and readout
+  duration are put on every qubit 0..n-1 (each qubit's best available value is the
+  device's); single- and two-qubit fidelities become gates ``1q_rb`` / ``2q_rb`` with
+  ``qubits=()`` (label ``qubits=""``: the whole device). Per-qubit v3 fidelities, when
+  present, replace the device-level 1q figure on that qubit.
+* A fidelity of 0 is a dead element: the gate gets ``operational=False, error=None``,
+  a qubit whose RB or readout fidelity is 0 gets ``operational=False``.
+
+Queue sizes are strings; ``'>4000'`` reads as 4000 (a lower bound: ``queue_depth()``
+flags it), ``'0 (1 prioritized job(s) running)'`` as 0.
+
+Tasks come from the ``search_quantum_tasks`` paginator (no per-task call), except one
+``GetQuantumTask`` per newly FAILED task for its failure reason (capped per poll). Search
+results carry only createdAt and endedAt, so queue time is derived from observation:
+the first poll that sees a task RUNNING bounds its start (resolution: the jobs interval).
+Cost comes from the price table (per task + per shot, 0 for failed/cancelled tasks).
+Braket bills shots, not QPU time: ``usage_seconds`` is 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..config import BraketProviderConfig
+from ..model import (
+    JOB_CANCELLED,
+    JOB_DONE,
+    JOB_FAILED,
+    BackendInfo,
+    BackendStatus,
+    CalibrationSnapshot,
+    GateCalibration,
+    JobRecord,
+    Measurement,
+    QubitCalibration,
+    durations_from_timestamps,
+)
+from .base import Provider, ProviderError
+from .http import classify_exception, provider_error
+from .prices import PriceTable, load_price_table
+
+log = logging.getLogger("qpu_exporter.providers.braket")
+
+PAGE_SIZE = 100
+RECORD_CACHE_SIZE = 20000
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_FINAL = {"COMPLETED": JOB_DONE, "FAILED": JOB_FAILED, "CANCELLED": JOB_CANCELLED}
+_ONE_QUBIT_GATES = {
+    "RANDOMIZED_BENCHMARKING": "1q_rb",
+    "SIMULTANEOUS_RANDOMIZED_BENCHMARKING": "1q_srb",
+}
+# When a two-qubit edge lists one gate under several methods, keep the most gate-specific.
+_TWO_QUBIT_PRIORITY = {
+    "INTERLEAVED_RANDOMIZED_BENCHMARKING": 0,
+    "RANDOMIZED_BENCHMARKING": 1,
+    "SIMULTANEOUS_RANDOMIZED_BENCHMARKING": 2,
+}
+_DAYS = {"MONDAY": 0, "TUESDAY": 1, "WEDNESDAY": 2, "THURSDAY": 3, "FRIDAY": 4, "SATURDAY": 5, "SUNDAY": 6}
+_FAILURE_CLASSES = (
+    ("timeout", re.compile(r"time(d)? ?out|time limit")),
+    ("invalid_input", re.compile(r"validat|invalid|not supported|unsupported|exceed|too (many|large|deep)")),
+    ("device_unavailable", re.compile(r"offline|unavailable|maintenance|retired|not available")),
+    ("internal_error", re.compile(r"internal|service error|unexpected")),
+)
+
+
+# --- pure parsing ------------------------------------------------------------------------------
+
+def parse_queue_size(value: Any) -> tuple[int, bool]:
+    """('13' -> (13, True)), ('>4000' -> (4000, False): a lower bound), ('0 (1 prioritized
+    job(s) running)' -> (0, True)). Unreadable -> (0, False)."""
+    text = str(value or "").strip()
+    m = re.match(r"^(>)?\s*(\d+)", text)
+    if not m:
+        return 0, False
+    return int(m.group(2)), m.group(1) is None
+
+
+def seconds(entry: Any) -> float | None:
+    """A {value, unit} duration in seconds; None when absent or in an unknown unit."""
+    if not isinstance(entry, dict):
+        return None
+    value = entry.get("value")
+    scale = _TIME_UNITS.get(str(entry.get("unit") or "s").strip().lower().replace("μ", "µ"))
+    if scale is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) * scale
+
+
+def _fidelity(entry: Any) -> float | None:
+    value = entry.get("fidelity") if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        return None
+    return float(value)
+
+
+def _type_name(entry: dict) -> str:
+    ftype = entry.get("fidelityType")
+    return str((ftype or {}).get("name") or "").upper() if isinstance(ftype, dict) else ""
+
+
+def _timestamp(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if dt.tzinfo is None:  # Braket's updatedAt is naive UTC
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _set_gate(gates: dict, key: tuple, fidelity: float, measured_at: float | None, rank: int = 0,
+              duration: float | None = None) -> None:
+    if key in gates and gates[key][0] <= rank:
+        return
+    gate, qubits = key
+    if fidelity <= 0.0:
+        g = GateCalibration(gate, qubits, error=None, operational=False)
+    else:
+        g = GateCalibration(gate, qubits, error=Measurement(1.0 - fidelity, measured_at))
+    if duration is not None:
+        g.duration = Measurement(duration, measured_at)
+    gates[key] = (rank, g)
+
+
+def _one_qubit_fidelities(q: QubitCalibration, fids: list, gates: dict, measured_at: float | None) -> None:
+    for entry in fids or []:
+        if not isinstance(entry, dict):
+            continue
+        fid = _fidelity(entry)
+        if fid is None:
+            continue
+        kind = _type_name(entry)
+        if kind == "READOUT":
+            if fid <= 0.0:
+                q.operational = False
+            else:
+                q.values["readout_error"] = Measurement(1.0 - fid, measured_at)
+        elif kind in _ONE_QUBIT_GATES:
+            if fid <= 0.0:
+                q.operational = False
+            _set_gate(gates, (_ONE_QUBIT_GATES[kind], (q.qubit,)), fid, measured_at)
+
+
+def parse_standardized(caps: dict, *, provider: str, backend: str, fetched_at: float) -> CalibrationSnapshot:
+    """Device capabilities (the parsed ``deviceCapabilities`` JSON) -> CalibrationSnapshot."""
+    service = caps.get("service") or {}
+    std = caps.get("standardized") or {}
+    version = str((std.get("braketSchemaHeader") or {}).get("version") or "")
+    std_updated = _timestamp(std.get("updatedAt"))
+    snap = CalibrationSnapshot(provider, backend, fetched_at, std_updated or _timestamp(service.get("updatedAt")))
+    if not std:
+        return snap  # e.g. QuEra (analog): no standardized gate-model properties
+    qubits: dict[int, QubitCalibration] = {}
+    gates: dict[tuple, tuple[int, GateCalibration]] = {}
+
+    def qubit(index: int) -> QubitCalibration:
+        return qubits.setdefault(index, QubitCalibration(qubit=index))
+
+    if version == "3":
+        measured = std_updated
+        count = int(((caps.get("paradigm") or {}).get("qubitCount")) or 0)
+        t1, t2 = seconds(std.get("T1")), seconds(std.get("T2"))
+        readout = [f for f in (_fidelity(e) for e in std.get("readoutFidelity") or []) if f is not None]
+        readout_duration = seconds(std.get("readoutDuration"))
+        for i in range(count):
+            q = qubit(i)
+            if t1 is not None:
+                q.values["t1"] = Measurement(t1, measured)
+            if t2 is not None:
+                q.values["t2"] = Measurement(t2, measured)
+            if readout:
+                q.values["readout_error"] = Measurement(1.0 - readout[0], measured)
+            if readout_duration is not None:
+                q.values["readout_duration"] = Measurement(readout_duration, measured)
+        for key, fids, dur in (("1q_rb", std.get("singleQubitFidelity"), std.get("singleQubitGateDuration")),
+                               ("2q_rb", std.get("twoQubitGateFidelity"), std.get("twoQubitGateDuration"))):
+            values = [f for f in (_fidelity(e) for e in fids or []) if f is not None]
+            if values:
+                _set_gate(gates, (key, ()), values[0], measured, duration=seconds(dur))
+    else:
+        measured = None  # v1 gives no per-value dates; the table's date is calibrated_at
+    for key, props in (std.get("oneQubitProperties") or {}).items():
+        q = qubit(int(key))
+        if not isinstance(props, dict):
+            raise ValueError(f"oneQubitProperties[{key}] is not an object")
+        for name, field_name in (("t1", "T1"), ("t2", "T2")):
+            value = seconds(props.get(field_name))
+            if value is not None:
+                q.values[name] = Measurement(value, measured)
+        _one_qubit_fidelities(q, props.get("oneQubitFidelity"), gates, measured)
+    for edge, props in (std.get("twoQubitProperties") or {}).items():
+        a, b = (int(x) for x in str(edge).split("-"))
+        for entry in (props or {}).get("twoQubitGateFidelity") or []:
+            fid = _fidelity(entry)
+            name = str(entry.get("gateName") or "").strip().lower()
+            if fid is None or not name:
+                continue
+            direction = entry.get("direction") or None
+            pair = (int(direction["control"]), int(direction["target"])) if direction else (a, b)
+            rank = _TWO_QUBIT_PRIORITY.get(_type_name(entry), 9)
+            _set_gate(gates, (name, pair), fid, measured, rank)
+    snap.qubits = [qubits[i] for i in sorted(qubits)]
+    snap.gates = [g for _, g in gates.values()]
+    return snap
+
+
+def window_open(windows: list, at: float) -> bool:
+    """Whether ``at`` (Unix seconds) falls in one of the device's UTC execution windows.
+    No windows published means always open; a window whose end is before its start runs
+    past midnight (its day is the day it starts)."""
+    if not windows:
+        return True
+    now = datetime.fromtimestamp(at, tz=timezone.utc)
+    minute = now.hour * 60 + now.minute + now.second / 60
+    for w in windows:
+        day = str(w.get("executionDay") or "Everyday").strip().upper()
+        start = _minutes(w.get("windowStartHour"), 0.0)
+        end = _minutes(w.get("windowEndHour"), 24 * 60.0)
+        if end == 23 * 60 + 59 + 59 / 60:
+            end = 24 * 60.0  # "23:59:59" means "to the end of the day"
+        for offset, m in ((0, minute), (1, minute + 24 * 60)):  # today's window, or yesterday's running over
+            weekday = (now.weekday() - offset) % 7
+            if not _day_matches(day, weekday):
+                continue
+            stop = end if end > start else end + 24 * 60
+            if start <= m < stop:
+                return True
+    return False
+
+
+def _minutes(value: Any, default: float) -> float:
+    if value in (None, ""):
+        return default
+    parts = [float(p) for p in str(value).split(":")]
+    parts += [0.0] * (3 - len(parts))
+    return parts[0] * 60 + parts[1] + parts[2] / 60
+
+
+def _day_matches(day: str, weekday: int) -> bool:
+    if day == "EVERYDAY":
+        return True
+    if day == "WEEKDAYS":
+        return weekday < 5
+    if day in ("WEEKEND", "WEEKENDS"):
+        return weekday >= 5
+    return _DAYS.get(day) == weekday
+
+
+def failure_class(reason: str | None) -> str:
+    if not reason:
+        return "unknown"
+    text = reason.lower()
+    for name, pattern in _FAILURE_CLASSES:
+        if pattern.search(text):
+            return name
+    return "execution_error"
+
+
+def region_of(arn: str, default: str) -> str:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 3 and parts[3] else default
+
+
+# --- the provider -------------------------------------------------------------------------------
+
+@dataclass
+class _Device:
+    arn: str
+    name: str
+    provider_name: str
+    region: str
+    capabilities: dict | None = None
+    queue: dict = field(default_factory=dict)
+
+
+@dataclass
+class _TasksState:
+    primed: bool = False
+    floor_hint: float | None = None
+    running_seen: dict[str, float] = field(default_factory=dict)  # task ARN -> first poll that saw it RUNNING
+
+
+class BraketProvider(Provider):
+    kind = "braket"
+
+    def __init__(
+        self,
+        config: BraketProviderConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        boto_session: Any = None,
+        price_table: PriceTable | None = None,
+    ):
+        self.config = config
+        self.clock = clock
+        self._boto_session = boto_session
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._devices: dict[str, _Device] | None = None
+        self._tasks: dict[str, _TasksState] = {}
+        self._records: OrderedDict[str, JobRecord] = OrderedDict()
+        self._unpriced: set[str] = set()
+        self._prices = price_table if price_table is not None else load_price_table(config.price_table)
+
+    # --- clients ----------------------------------------------------------------------------
+    def client(self, region: str | None = None) -> Any:
+        """The boto3 braket client for a region (device ARNs are regional), with bounded
+        timeouts and few retries: the scheduler's backoff handles persistent faults."""
+        region = region or self.config.region
+        with self._lock:
+            if region not in self._clients:
+                import boto3
+                from botocore.config import Config as BotoConfig
+
+                if self._boto_session is None:
+                    self._boto_session = boto3.Session(region_name=self.config.region)
+                self._clients[region] = self._boto_session.client(
+                    "braket", region_name=region,
+                    config=BotoConfig(
+                        connect_timeout=self.config.connect_timeout, read_timeout=self.config.request_timeout,
+                        retries={"total_max_attempts": self.config.retries + 1, "mode": "standard"},
+                    ),
+                )
+            return self._clients[region]
+
+    def _call(self, operation: str, region: str, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client(region), method)(**kwargs)
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every vendor fault becomes a ProviderError
+            raise classify_exception(exc, operation) from None
+
+    # --- devices ----------------------------------------------------------------------------
+    def _discover(self) -> dict[str, _Device]:
+        if self._devices is not None:
+            return self._devices
+        arns = list(self.config.devices or [])
+        if not arns:
+            try:
+                pages = self.client().get_paginator("search_devices").paginate(
+                    filters=[{"name": "deviceType", "values": ["QPU"]}],
+                    PaginationConfig={"PageSize": PAGE_SIZE},
+                )
+                arns = [d["deviceArn"] for page in pages for d in page.get("devices", [])
+                        if d.get("deviceStatus") != "RETIRED" and d.get("deviceType", "QPU") == "QPU"]
+            except Exception as exc:  # noqa: BLE001
+                raise classify_exception(exc, "search devices") from None
+        devices: dict[str, _Device] = {}
+        for arn in arns:
+            resp = self._get_device_raw(arn, region_of(arn, self.config.region))
+            name = str(resp.get("deviceName") or arn.rsplit("/", 1)[-1])
+            if name in devices:  # same device name from two providers: keep both apart
+                name = f"{resp.get('providerName', '')}-{name}"
+            devices[name] = _Device(arn, name, str(resp.get("providerName") or ""), region_of(arn, self.config.region))
+            self._absorb(devices[name], resp)
+        self._devices = devices
+        return devices
+
+    def _device(self, backend: str) -> _Device:
+        dev = self._discover().get(backend)
+        if dev is None:
+            raise provider_error("unavailable", f"no Braket device named {backend!r}")
+        return dev
+
+    def _get_device_raw(self, arn: str, region: str) -> dict:
+        resp = self._call(f"get device {arn.rsplit('/', 1)[-1]}", region, "get_device", deviceArn=arn)
+        if not isinstance(resp, dict) or "deviceStatus" not in resp:
+            raise provider_error("malformed", "get device: no deviceStatus")
+        return resp
+
+    def _absorb(self, dev: _Device, resp: dict) -> None:
+        try:
+            caps = json.loads(resp.get("deviceCapabilities") or "{}")
+        except (TypeError, ValueError):
+            raise provider_error("malformed", f"get device {dev.name}: deviceCapabilities is not JSON") from None
+        if not isinstance(caps, dict):
+            raise provider_error("malformed", f"get device {dev.name}: deviceCapabilities is not an object")
+        dev.capabilities = caps
+        queue: dict[str, Any] = {"normal": 0, "priority": 0, "jobs": 0, "exact": True}
+        for entry in resp.get("deviceQueueInfo") or []:
+            size, exact = parse_queue_size(entry.get("queueSize"))
+            if entry.get("queue") == "JOBS_QUEUE":
+                queue["jobs"] = size
+            elif str(entry.get("queuePriority", "Normal")).lower() == "priority":
+                queue["priority"] = size
+            else:
+                queue["normal"] = size
+            queue["exact"] = queue["exact"] and exact
+        dev.queue = queue
+
+    def _refresh(self, backend: str) -> tuple[_Device, dict]:
+        dev = self._device(backend)
+        resp = self._get_device_raw(dev.arn, dev.region)
+        self._absorb(dev, resp)
+        return dev, resp
+
+    # --- Provider interface --------------------------------------------------------------------
+    def backends(self) -> list[BackendInfo]:
+        out = []
+        for name, dev in self._discover().items():
+            paradigm = (dev.capabilities or {}).get("paradigm") or {}
+            try:
+                n = int(paradigm.get("qubitCount") or 0)
+            except (TypeError, ValueError):
+                n = 0
+            out.append(BackendInfo(self.kind, name, n, dev.provider_name))
+        return out
+
+    def status(self, backend: str) -> BackendStatus:
+        dev, resp = self._refresh(backend)
+        state = str(resp["deviceStatus"])
+        return BackendStatus(
+            operational=state == "ONLINE",
+            pending_jobs=dev.queue["normal"] + dev.queue["priority"],
+            status_message=state.lower(),
+            fetched_at=self.clock(),
+        )
+
+    def queue_depth(self, backend: str) -> dict:
+        """Last seen queue sizes: ``normal``, ``priority`` (quantum tasks), ``jobs`` (hybrid
+        jobs), and ``exact`` False when a size was a lower bound such as '>4000'."""
+        dev = self._device(backend)
+        return dict(dev.queue)
+
+    def availability_window_open(self, backend: str, at: float | None = None) -> bool:
+        """Whether the device's execution window is open now (UTC), from the last
+        GetDevice (fetched once if none yet)."""
+        dev = self._device(backend)
+        if dev.capabilities is None:
+            self._refresh(backend)
+        windows = ((dev.capabilities or {}).get("service") or {}).get("executionWindows") or []
+        return window_open(windows, self.clock() if at is None else at)
+
+    def calibration(self, backend: str) -> CalibrationSnapshot:
+        dev, _ = self._refresh(backend)
+        try:
+            return parse_standardized(dev.capabilities or {}, provider=self.kind, backend=backend, fetched_at=self.clock())
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise provider_error("malformed", f"standardized properties of {backend}: {type(exc).__name__}") from None
+
+    def jobs(self, backend: str, since: float | None) -> list[JobRecord]:
+        dev = self._device(backend)
+        now = self.clock()
+        state = self._tasks.setdefault(backend, _TasksState())
+        lookback = self.config.jobs_lookback
+        floor = now - lookback if since is None else (since - lookback if not state.primed else since)
+        if state.floor_hint is not None:
+            floor = min(floor, state.floor_hint)
+        tasks = self._search_tasks(dev, floor)
+
+        records: list[JobRecord] = []
+        budget = self.config.max_failure_lookups_per_poll
+        hint: float | None = None
+        running_now: dict[str, float] = {}
+        for task in tasks:
+            arn = str(task.get("quantumTaskArn") or "")
+            status = str(task.get("status") or "").upper()
+            created = _timestamp(task.get("createdAt"))
+            if not arn or created is None:
+                raise provider_error("malformed", f"tasks of {backend}: a task without an ARN or createdAt")
+            if status not in _FINAL:
+                hint = created if hint is None else min(hint, created)
+                if status == "RUNNING":
+                    running_now[arn] = state.running_seen.get(arn, now)
+                continue
+            cached = self._records.get(arn)
+            if cached is not None:
+                records.append(cached)
+                continue
+            reason = None
+            if _FINAL[status] == JOB_FAILED and self.config.max_failure_lookups_per_poll > 0:
+                if budget <= 0:
+                    hint = created if hint is None else min(hint, created)  # next poll
+                    continue
+                budget -= 1
+                detail = self._call(f"get task of {backend}", dev.region, "get_quantum_task", quantumTaskArn=arn)
+                reason = str(detail.get("failureReason") or "") if isinstance(detail, dict) else ""
+            record = self._record(dev, task, _FINAL[status], created, reason, state.running_seen.get(arn), now)
+            self._records[arn] = record
+            while len(self._records) > RECORD_CACHE_SIZE:
+                self._records.popitem(last=False)
+            records.append(record)
+        state.running_seen = running_now
+        state.floor_hint = hint
+        state.primed = True
+        return records
+
+    def close(self) -> None:
+        self._clients.clear()
+
+    # --- tasks helpers ---------------------------------------------------------------------------
+    def _search_tasks(self, dev: _Device, floor: float) -> list[dict]:
+        after = datetime.fromtimestamp(floor, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out: list[dict] = []
+        try:
+            pages = self.client(dev.region).get_paginator("search_quantum_tasks").paginate(
+                filters=[
+                    {"name": "deviceArn", "operator": "EQUAL", "values": [dev.arn]},
+                    {"name": "createdAt", "operator": "GTE", "values": [after]},
+                ],
+                PaginationConfig={"PageSize": PAGE_SIZE, "MaxItems": PAGE_SIZE * self.config.max_task_pages},
+            )
+            for page in pages:
+                tasks = page.get("quantumTasks")
+                if not isinstance(tasks, list):
+                    raise provider_error("malformed", f"tasks of {dev.name}: no task list")
+                out.extend(t for t in tasks if isinstance(t, dict))
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise classify_exception(exc, f"tasks of {dev.name}") from None
+        if len(out) >= PAGE_SIZE * self.config.max_task_pages:
+            log.warning('msg="task listing truncated at max_task_pages" backend=%s', dev.name)
+        return out
+
+    def _record(self, dev: _Device, task: dict, status: str, created: float, reason: str | None,
+                running: float | None, now: float) -> JobRecord:
+        ended = _timestamp(task.get("endedAt"))
+        finished = ended if ended is not None else now
+        if running is not None and not created <= running <= finished:
+            running = None  # our observation cannot bound this task's start
+        queue, execution = durations_from_timestamps(created, running, finished)
+        shots = int(task.get("shots") or 0)
+        cost = self._prices.braket_task_cost(dev.name, shots, billed=status == JOB_DONE)
+        if cost is None:
+            if dev.name not in self._unpriced:
+                self._unpriced.add(dev.name)
+                log.warning('msg="no price for Braket device; cost counted as 0" backend=%s', dev.name)
+            cost = 0.0
+        if status == JOB_FAILED:
+            error = failure_class(reason) if reason is not None else "unknown"
+        else:
+            error = ""
+        return JobRecord(
+            provider=self.kind, backend=dev.name, job_id=str(task["quantumTaskArn"]), status=status,
+            created_at=created, finished_at=finished, queue_seconds=queue, execution_seconds=execution,
+            usage_seconds=0.0, cost_usd=cost, error_class=error,
+        )

@@ -1,0 +1,447 @@
+"""IBM Quantum (kind: ibm) through qiskit-ibm-runtime.
+
+The SDK authenticates (IAM API key -> bearer token, refreshed as needed), resolves the
+instance CRN to its regional endpoint and retries transport errors; we use its
+authenticated ``RuntimeClient`` (``service._active_api_client``) to read the raw JSON of
+each endpoint rather than the SDK's object layer, because:
+
+* ``IBMBackend.properties()`` shifts non-UTC timestamps by their offset (0.51 bug, see
+  providers.md §2); the raw ``/properties`` payload goes to ``parse_properties``, which
+  keeps offsets and per-metric dates;
+* ``RuntimeJobV2.status()`` makes one ``GET /jobs/{id}`` per job; the list endpoint
+  already carries each job's state, so one paged ``GET /jobs`` serves hundreds of jobs.
+
+``RuntimeClient`` is private API; if a future SDK drops a method we use, polls fail with
+``unavailable`` and a message naming it (pin-tested against 0.51).
+
+Requests per poll (N backends, M jobs finished since the last poll, P = 100 per page):
+status 1 per backend; calibration 1 per backend; jobs 1 + ceil(M/P) per backend plus one
+``/jobs/{id}/metrics`` per *newly* finished job (capped by ``max_job_metrics_per_poll``,
+cached, never repeated); discovery once: 1 + N (configurations), plus the SDK's start-up
+(IAM token, Global Search, Global Catalog, /backends).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..config import IbmProviderConfig
+from ..model import (
+    JOB_CANCELLED,
+    JOB_DONE,
+    JOB_FAILED,
+    BackendInfo,
+    BackendStatus,
+    CalibrationSnapshot,
+    JobRecord,
+    durations_from_timestamps,
+)
+from .base import Provider, ProviderError
+from .fake_snapshots import processor_name
+from .http import classify_exception, provider_error, redact
+from .ibm_properties import parse_properties, parse_timestamp
+from .prices import PriceTable, load_price_table
+
+log = logging.getLogger("qpu_exporter.providers.ibm")
+
+TOKEN_ENV = "QISKIT_IBM_TOKEN"
+JOBS_PAGE_SIZE = 100
+RECORD_CACHE_SIZE = 20000  # finished jobs remembered, so overlapping windows cost no metrics calls
+
+# API job states (upper-cased) -> our final states. Anything else is not final.
+_FINAL_STATES = {
+    "COMPLETED": JOB_DONE,
+    "DONE": JOB_DONE,
+    "FAILED": JOB_FAILED,
+    "ERROR": JOB_FAILED,
+    "CANCELLED": JOB_CANCELLED,
+    "CANCELED": JOB_CANCELLED,
+    "CANCELLED - RAN TOO LONG": JOB_FAILED,
+    "CANCELLEDMAXEXECUTIONTIMEREACHED": JOB_FAILED,
+}
+RAN_TOO_LONG_CODE = 1305  # the SDK maps CANCELLED + 1305 to ERROR; so do we
+
+
+def error_class(status: str, reason_code: int | None) -> str:
+    """Bounded error class for a failed job, from IBM's numeric reason code only (never the
+    reason text). Ranges follow IBM's published error-code families (1xxx validation, 5xxx
+    time limits, 6xxx-9xxx internal); a heuristic, not a contract."""
+    if status == JOB_CANCELLED:
+        return ""
+    if status != JOB_FAILED:
+        return ""
+    if reason_code is None:
+        return "unknown"
+    if reason_code == RAN_TOO_LONG_CODE or 5000 <= reason_code < 6000:
+        return "timeout"
+    if 1000 <= reason_code < 2000 or 3000 <= reason_code < 4000:
+        return "invalid_input"
+    if 2000 <= reason_code < 3000 or 4000 <= reason_code < 5000:
+        return "execution_error"
+    if 6000 <= reason_code < 10000:
+        return "internal_error"
+    return "unknown"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _reason_code(state: dict) -> int | None:
+    code = state.get("reason_code", state.get("reasonCode"))
+    try:
+        return None if code in (None, "") else int(code)
+    except (TypeError, ValueError):
+        return None
+
+
+def usage_seconds(entry: dict, metrics: dict | None) -> float:
+    """Billed QPU seconds: metrics ``usage.qpu_charge_time_seconds`` (what the SDK reads),
+    else ``usage.quantum_seconds`` / ``usage.seconds`` from metrics or the list entry."""
+    for source in (metrics or {}, entry):
+        usage = source.get("usage") if isinstance(source, dict) else None
+        if isinstance(usage, dict):
+            for key in ("qpu_charge_time_seconds", "quantum_seconds", "seconds"):
+                value = _number(usage.get(key))
+                if value is not None:
+                    return max(0.0, value)
+    return 0.0
+
+
+@dataclass
+class _JobsState:
+    primed: bool = False  # a poll of this backend completed in this process
+    floor_hint: float | None = None  # created time of the oldest job still pending/deferred
+
+
+def read_token(config: IbmProviderConfig, environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    if config.token_file is not None:
+        try:
+            token = Path(config.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise provider_error("auth", f"cannot read IBM token file {config.token_file}: {exc.strerror or 'error'}") from None
+        if token:
+            return token
+        raise provider_error("auth", f"IBM token file {config.token_file} is empty")
+    token = (env.get(TOKEN_ENV) or "").strip()
+    if not token:
+        raise provider_error("auth", f"no IBM token: set {TOKEN_ENV} or token_file")
+    return token
+
+
+class IbmProvider(Provider):
+    kind = "ibm"
+
+    def __init__(
+        self,
+        config: IbmProviderConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        environ: dict[str, str] | None = None,
+        price_table: PriceTable | None = None,
+    ):
+        self.config = config
+        self.clock = clock
+        self._environ = environ
+        self._token: str | None = None
+        self._service: Any = None
+        self._lock = threading.Lock()
+        self._infos: list[BackendInfo] | None = None
+        self._jobs_state: dict[str, _JobsState] = {}
+        self._records: OrderedDict[str, JobRecord] = OrderedDict()
+        self._prices = price_table if price_table is not None else load_price_table(config.price_table)
+
+    # --- connection ---------------------------------------------------------------------------
+    def _client(self) -> Any:
+        """The SDK's authenticated RuntimeClient; the service is built on first use so a bad
+        token is a failed poll, not a crash at start-up."""
+        with self._lock:
+            if self._service is None:
+                self._token = read_token(self.config, self._environ)
+                self._service = self._connect(self._token)
+            client = getattr(self._service, "_active_api_client", None)
+        if client is None:
+            raise provider_error("unavailable", "qiskit-ibm-runtime has no _active_api_client (unsupported version)")
+        return client
+
+    def _connect(self, token: str) -> Any:
+        from qiskit_ibm_runtime import QiskitRuntimeService
+
+        box: dict[str, Any] = {}
+
+        def build() -> None:
+            try:
+                box["service"] = QiskitRuntimeService(
+                    channel=self.config.channel, token=token, instance=self.config.instance, url=self.config.url,
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                box["error"] = exc
+
+        # Start-up talks to IAM, Global Search and Global Catalog through clients whose
+        # timeouts we cannot set: bound the whole thing instead.
+        worker = threading.Thread(target=build, name="ibm-connect", daemon=True)
+        worker.start()
+        deadline = self.config.connect_timeout + 3 * self.config.request_timeout
+        worker.join(deadline)
+        if worker.is_alive():
+            raise provider_error("timeout", f"connecting to IBM Quantum took longer than {deadline:g} s")
+        if "error" in box:
+            raise self._fault(box["error"], "connect")
+        service = box["service"]
+        for client in list(getattr(service, "_api_clients", {}).values()) + [getattr(service, "_active_api_client", None)]:
+            if client is not None:
+                self._tune(client)
+        return service
+
+    def _tune(self, client: Any) -> None:
+        """Bound every call: the SDK's default read timeout is None (wait forever) and it
+        retries 5xx five times; the scheduler's backoff is the better place for patience."""
+        session = getattr(client, "_session", None)
+        if session is None:
+            return
+        session._timeout = (self.config.connect_timeout, self.config.request_timeout)
+        try:
+            from requests.adapters import HTTPAdapter
+            from urllib3.util.retry import Retry
+
+            retry = Retry(
+                total=self.config.retries, connect=self.config.retries, read=0, backoff_factor=0.5,
+                status_forcelist=(500, 502, 504, 520, 521, 522, 524), allowed_methods=frozenset({"GET"}),
+                respect_retry_after_header=False, raise_on_status=False,
+            )
+            adapter = HTTPAdapter(max_retries=retry)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        except ImportError:  # pragma: no cover - both ship with requests
+            pass
+        tm = getattr(getattr(session, "auth", None), "tm", None)
+        if tm is not None and hasattr(tm, "set_http_config"):
+            tm.set_http_config({"timeout": self.config.request_timeout})
+
+    def _fault(self, exc: BaseException, operation: str) -> ProviderError:
+        if isinstance(exc, ProviderError):
+            return exc
+        name = type(exc).__name__
+        if name == "IBMInputValueError" and "instance" in str(exc):
+            err = provider_error("auth", f"{operation}: the token has no access to the configured instance")
+        elif name in ("IBMNotAuthorizedError", "InvalidAccountError", "IBMAccountError"):
+            err = classify_exception(exc, operation)
+            if err.kind in ("unavailable", "malformed"):
+                err = provider_error("auth", f"{operation}: IBM rejected the credentials")
+        else:
+            err = classify_exception(exc, operation)
+        err.args = (redact(str(err), [self._token]),)
+        return err
+
+    def _call(self, operation: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One SDK RuntimeClient call with every fault mapped to a ProviderError."""
+        client = self._client()
+        fn = getattr(client, method, None)
+        if fn is None:
+            raise provider_error("unavailable", f"{operation}: qiskit-ibm-runtime has no RuntimeClient.{method}")
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every vendor fault becomes a ProviderError
+            raise self._fault(exc, operation) from None
+
+    # --- Provider interface ----------------------------------------------------------------------
+    def backends(self) -> list[BackendInfo]:
+        if self._infos is not None:
+            return list(self._infos)
+        listed = self._call("list backends", "list_backends")
+        if not isinstance(listed, list):
+            raise provider_error("malformed", "list backends: expected a list of devices")
+        names = [str(d["name"]) for d in listed if isinstance(d, dict) and d.get("name")]
+        if self.config.backends is not None:
+            missing = sorted(set(self.config.backends) - set(names))
+            if missing:
+                log.warning('msg="configured IBM backends not visible to the instance" backends=%s', ",".join(missing))
+            names = [n for n in self.config.backends if n in names]
+        infos = []
+        for name in names:
+            conf = self._call(f"configuration of {name}", "backend_configuration", name)
+            try:
+                num_qubits = int(conf.get("n_qubits") or conf.get("num_qubits") or 0)
+            except (AttributeError, TypeError, ValueError):
+                raise provider_error("malformed", f"configuration of {name}: no qubit count") from None
+            infos.append(BackendInfo(self.kind, name, num_qubits, processor_name(conf)))
+        self._infos = infos
+        return list(infos)
+
+    def status(self, backend: str) -> BackendStatus:
+        raw = self._call(f"status of {backend}", "backend_status", backend)
+        try:
+            return BackendStatus(
+                operational=bool(raw["operational"]),
+                pending_jobs=max(0, int(raw.get("pending_jobs") or 0)),
+                status_message=str(raw.get("status_msg") or "")[:200],
+                fetched_at=self.clock(),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise provider_error("malformed", f"status of {backend}: unexpected payload") from None
+
+    def calibration(self, backend: str) -> CalibrationSnapshot:
+        payload = self._call(f"properties of {backend}", "backend_properties", backend)
+        if not isinstance(payload, dict) or not payload:
+            raise provider_error("unavailable", f"properties of {backend}: the backend publishes no properties")
+        snap, dropped = parse_properties(payload, provider=self.kind, backend=backend, fetched_at=self.clock())
+        if dropped:
+            log.warning('msg="calibration values with unknown units dropped" backend=%s count=%d', backend, dropped)
+        return snap
+
+    def jobs(self, backend: str, since: float | None) -> list[JobRecord]:
+        now = self.clock()
+        state = self._jobs_state.setdefault(backend, _JobsState())
+        oldest_pending = self._oldest_pending_created(backend)
+        lookback = self.config.jobs_lookback
+        if since is None:
+            floor = now - lookback
+        elif not state.primed:
+            # After a restart we do not know which jobs were queued: look further back once.
+            floor = since - lookback
+        else:
+            floor = since
+        if state.floor_hint is not None:
+            floor = min(floor, state.floor_hint)
+
+        records: list[JobRecord] = []
+        budget = self.config.max_job_metrics_per_poll
+        deferred_floor: float | None = None
+        for entry in self._final_jobs(backend, floor):
+            job_id = str(entry.get("id") or "")
+            if not job_id:
+                raise provider_error("malformed", f"jobs of {backend}: a job without an id")
+            cached = self._records.get(job_id)
+            if cached is not None:
+                records.append(cached)
+                continue
+            metrics = None
+            if self.config.max_job_metrics_per_poll > 0:
+                if budget <= 0:
+                    # Not returned incomplete: picked up by the next poll (floor kept below it).
+                    created = parse_timestamp(entry.get("created"))
+                    if created is not None:
+                        deferred_floor = created if deferred_floor is None else min(deferred_floor, created)
+                    continue
+                budget -= 1
+                metrics = self._call(f"metrics of job {job_id}", "job_metadata", job_id)
+            record = self._record(backend, entry, metrics if isinstance(metrics, dict) else None, now)
+            if record is None:
+                continue
+            self._remember(record)
+            records.append(record)
+        hints = [t for t in (oldest_pending, deferred_floor) if t is not None]
+        state.floor_hint = min(hints) if hints else None
+        state.primed = True
+        return records
+
+    # --- instance usage ----------------------------------------------------------------------------
+    def instance_usage(self) -> dict:
+        """The instance's QPU-time allowance: ``consumed_seconds``, ``limit_seconds``
+        (None when the plan has no limit), ``remaining_seconds``, ``limit_reached``,
+        ``period_start``/``period_end`` (Unix seconds or None). One GET /instances/usage."""
+        raw = self._call("instance usage", "cloud_usage")
+        if not isinstance(raw, dict):
+            raise provider_error("malformed", "instance usage: expected an object")
+        consumed = _number(raw.get("usage_consumed_seconds"))
+        limit = _number(raw.get("usage_limit_seconds"))
+        if limit is None:
+            limit = _number(raw.get("usage_allocation_seconds"))
+        remaining = _number(raw.get("usage_remaining_seconds"))
+        if remaining is None and limit is not None:
+            remaining = max(0.0, limit - (consumed or 0.0))
+        return {
+            "consumed_seconds": consumed or 0.0,
+            "limit_seconds": limit,
+            "remaining_seconds": remaining,
+            "limit_reached": bool(raw.get("usage_limit_reached", False)),
+            "period_start": parse_timestamp(raw.get("usage_period_start") or raw.get("period_start")),
+            "period_end": parse_timestamp(raw.get("usage_period_end") or raw.get("period_end")),
+        }
+
+    def close(self) -> None:
+        service, self._service = self._service, None
+        for client in list(getattr(service, "_api_clients", {}).values()) if service is not None else []:
+            session = getattr(client, "_session", None)
+            if session is not None:
+                session.close()
+
+    # --- jobs helpers ----------------------------------------------------------------------------------
+    def _oldest_pending_created(self, backend: str) -> float | None:
+        """Creation time of the oldest queued/running job (one request: ascending, limit 1)."""
+        page = self._call(
+            f"pending jobs of {backend}", "jobs_get", limit=1, backend_name=backend, pending=True, descending=False,
+        )
+        jobs = page.get("jobs") if isinstance(page, dict) else None
+        if not isinstance(jobs, list):
+            raise provider_error("malformed", f"pending jobs of {backend}: no job list")
+        return parse_timestamp(jobs[0].get("created")) if jobs and isinstance(jobs[0], dict) else None
+
+    def _final_jobs(self, backend: str, floor: float) -> list[dict]:
+        after = datetime.fromtimestamp(floor, tz=timezone.utc)
+        out: list[dict] = []
+        offset = 0
+        for _ in range(self.config.max_job_pages):
+            page = self._call(
+                f"jobs of {backend}", "jobs_get", limit=JOBS_PAGE_SIZE, skip=offset, backend_name=backend,
+                pending=False, created_after=after, descending=False,
+            )
+            jobs = page.get("jobs") if isinstance(page, dict) else None
+            if not isinstance(jobs, list):
+                raise provider_error("malformed", f"jobs of {backend}: no job list")
+            out.extend(j for j in jobs if isinstance(j, dict))
+            offset += len(jobs)
+            count = page.get("count")
+            if not jobs or (isinstance(count, int) and offset >= count) or len(jobs) < JOBS_PAGE_SIZE:
+                return out
+        log.warning('msg="job listing truncated at max_job_pages" backend=%s pages=%d', backend, self.config.max_job_pages)
+        return out
+
+    def _record(self, backend: str, entry: dict, metrics: dict | None, now: float) -> JobRecord | None:
+        state = entry.get("state") if isinstance(entry.get("state"), dict) else {}
+        raw_status = str(state.get("status") or entry.get("status") or "").strip().upper()
+        status = _FINAL_STATES.get(raw_status)
+        if status is None:
+            return None
+        code = _reason_code(state)
+        if status == JOB_CANCELLED and code == RAN_TOO_LONG_CODE:
+            status = JOB_FAILED
+        stamps = (metrics or {}).get("timestamps") or {}
+        try:
+            created = parse_timestamp(stamps.get("created")) or parse_timestamp(entry.get("created"))
+            running = parse_timestamp(stamps.get("running"))
+            finished = parse_timestamp(stamps.get("finished")) or parse_timestamp(entry.get("ended"))
+        except (TypeError, ValueError):
+            raise provider_error("malformed", f"jobs of {backend}: unreadable timestamp") from None
+        if created is None:
+            raise provider_error("malformed", f"jobs of {backend}: a job without a creation time")
+        if finished is None:
+            finished = now  # no end time published: we saw it final by now (upper bound)
+        queue, execution = durations_from_timestamps(created, running, finished)
+        usage = usage_seconds(entry, metrics)
+        if self.config.usd_per_qpu_second is not None:
+            cost = usage * self.config.usd_per_qpu_second
+        else:
+            cost = self._prices.ibm_job_cost(usage) or 0.0
+        return JobRecord(
+            provider=self.kind, backend=backend, job_id=str(entry["id"]), status=status,
+            created_at=created, finished_at=finished, queue_seconds=queue, execution_seconds=execution,
+            usage_seconds=usage, cost_usd=cost, error_class=error_class(status, code),
+        )
+
+    def _remember(self, record: JobRecord) -> None:
+        self._records[record.job_id] = record
+        while len(self._records) > RECORD_CACHE_SIZE:
+            self._records.popitem(last=False)
