@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--transform", choices=["none", "log", "auto"], help="value transform (default auto: by series kind)")
     bt.add_argument("--config", help="take drift defaults from this config (default: the exporter's defaults)")
 
+    rbfit = sub.add_parser("rb-fit", help="fit randomized-benchmarking counts given as JSON")
+    rbfit.add_argument("file", help="JSON document ('-' for stdin); see docs/rb.md")
+
     hist = sub.add_parser("export-history", help="write the stored calibration history as backtest CSV")
     hist.add_argument("--config", help="config whose state_path to read (or set QPU_EXPORTER_STATE_PATH)")
     hist.add_argument("--provider")
@@ -65,6 +68,8 @@ def _main(argv: list[str] | None) -> int:
         return _check_config(args.config)
     if args.command == "backtest":
         return _backtest(args)
+    if args.command == "rb-fit":
+        return _rb_fit(args)
     if args.command == "export-history":
         return _export_history(args)
     if args.command == "docs":
@@ -125,6 +130,30 @@ def _backtest(args) -> int:
         return _fail(str(exc))
     for row in rejected:
         sys.stderr.write(f"qpu-exporter: warning: {row}\n")
+    json.dump(result, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _rb_fit(args) -> int:
+    """Exit 2 for malformed input, 1 when the data cannot be fitted (no decay, ...)."""
+    import json
+
+    from .rb.cli_fit import RBFitError, RBInputError, fit_json
+
+    try:
+        doc = json.loads(_read_input(args.file))
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail(f"{args.file}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    except json.JSONDecodeError as exc:
+        return _fail(f"{args.file}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}")
+    try:
+        result = fit_json(doc)
+    except RBInputError as exc:
+        return _fail(f"{args.file}: {exc}")
+    except RBFitError as exc:
+        sys.stderr.write(f"qpu-exporter: fit failed: {exc}\n")
+        return 1
     json.dump(result, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
