@@ -158,13 +158,14 @@ def start_prometheus(tmp_path) -> Iterator[Callable[..., PrometheusProcess]]:
     procs: list[subprocess.Popen] = []
 
     def start(targets: list[str], rule_files: list[str] | None = None, alertmanager: str | None = None,
-              scrape_interval: str = "1s") -> PrometheusProcess:
+              scrape_interval: str = "1s", extra_args: list[str] | None = None,
+              job_extra: dict | None = None) -> PrometheusProcess:
         port = free_port()
         d = tmp_path / f"prom-{len(procs)}"
         d.mkdir()
         cfg = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "qpu-exporter", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [{"job_name": "qpu-exporter", "static_configs": [{"targets": targets}], **(job_extra or {})}],
         }
         if rule_files:
             cfg["rule_files"] = rule_files
@@ -173,7 +174,7 @@ def start_prometheus(tmp_path) -> Iterator[Callable[..., PrometheusProcess]]:
         (d / "prometheus.yml").write_text(json.dumps(cfg))
         proc = subprocess.Popen(
             [binary, f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
+             f"--web.listen-address=127.0.0.1:{port}", *(extra_args or [])],
             stdout=(d / "log").open("wb"), stderr=subprocess.STDOUT,
         )
         procs.append(proc)

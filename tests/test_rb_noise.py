@@ -24,7 +24,7 @@ def snapshot(t1=300e-6, t2=200e-6, sx_error=3e-4, cz_error=5e-3, readout=0.02, q
     qs = [
         QubitCalibration(
             q,
-            {"t1_seconds": Measurement(t1), "t2_seconds": Measurement(t2), "readout_error_ratio": Measurement(readout)},
+            {"t1": Measurement(t1), "t2": Measurement(t2), "readout_error": Measurement(readout)},
         )
         for q in qubits
     ]

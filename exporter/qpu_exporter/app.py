@@ -19,6 +19,7 @@ from .scheduler import Poller, Scheduler
 from .server import ExporterHTTPServer
 from .store import Store
 from .view import FleetView
+from .websecurity import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def revision() -> str:
 
 
 class Exporter:
-    def __init__(self, config: Config, listen: tuple[str, int]):
+    def __init__(self, config: Config, listen: tuple[str, int], web: WebConfig | None = None):
         self.config = config
         self.store = Store(config.state_path)
         # The simulated fleet's origin is persisted so a restart continues the same history.
@@ -52,12 +53,47 @@ class Exporter:
         self.renderer = Renderer(self.view, build)
         self.poller = Poller(self.providers, self.store, self.view, on_calibration=[self.drift.on_calibration])
         self.scheduler = Scheduler(self.poller, config)
-        self.http = ExporterHTTPServer(listen, self.renderer, self.view, [p.kind for p in self.providers], __version__)
+        self.probes = self._probe_runner() if config.probes.enabled else None
+        self.http = ExporterHTTPServer(
+            listen, self.renderer, self.view, [p.kind for p in self.providers], __version__, web
+        )
         self._stopped = threading.Event()
 
     def _families(self, snapshot, *, version: str, revision: str, budget: float):
         return families(snapshot, self.store.counters(), version=version, revision=revision,
-                        daily_budget_usd=budget, extra=self.drift.families())
+                        daily_budget_usd=budget,
+                        extra=self.drift.families() + (self.probes.feed.families() if self.probes else []))
+
+    def _probe_runner(self):
+        from .probes.feed import ProbeFeed
+        from .probes.runner import ProbeRunner
+
+        def status_of(provider, backend):
+            return self.view.copy().status.get((provider.kind, backend)) or provider.status(backend)
+
+        def calibration_of(provider, backend):
+            # The snapshot the last poll validated and stored; the provider's when none yet.
+            return self.view.copy().calibration.get((provider.kind, backend)) or provider.calibration(backend)
+
+        feed = ProbeFeed()
+        feed.load(self.store.latest_probe_results())
+        runner = ProbeRunner(self.providers, self.store, self.config.probes, status_of=status_of,
+                             calibration_of=calibration_of, feed=feed, on_probe_value=self.drift.on_probe,
+                             on_change=self.view.touch)
+
+        def probe_job(provider, backend):
+            runner.trigger(provider, backend)
+
+        def first_probe_at(provider, backend):
+            # A restart does not re-probe early: the next probe is one interval after the last.
+            runner.register_backend(provider.kind, backend)
+            last = self.store.last_probe_started(provider.kind, backend)
+            soon = time.time() + self.config.probes.start_delay
+            return soon if last is None else max(soon, last + self.config.schedule.probe_interval)
+
+        self.scheduler.probe_job = probe_job
+        self.scheduler.first_probe_at = first_probe_at
+        return runner
 
     @property
     def address(self) -> tuple[str, int]:
@@ -70,6 +106,8 @@ class Exporter:
         # Detector state is saved every 30 s and at shutdown: a crash loses at most 30 s of
         # detector updates, never the baseline.
         self.scheduler.every(30.0, self.drift.save, "save-drift-state")
+        if self.probes is not None:  # the rolling budget window frees budget as time passes
+            self.scheduler.every(60.0, self.probes.refresh_budget, "probe-budget")
         host, port = self.address
         log.info('msg="serving" address=%s:%d state_path=%s providers=%s', host, port,
                  self.config.state_path, ",".join(p.kind for p in self.providers))
@@ -83,6 +121,8 @@ class Exporter:
         self.http.shutdown()
         self.scheduler.shutdown(wait=False)
         self.renderer.stop()
+        if self.probes is not None:
+            self.probes.stop(timeout=2.0)  # waits briefly; an unfinished probe is recorded as never run
         self.drift.save()
         for p in self.providers:
             p.close()

@@ -68,6 +68,18 @@ _SPECS += [
     MetricSpec("qpu_drift_limit", "gauge", _PB + ("series", "detector"), "Control limit of the statistic, in the same sigma units (designed from the configured ARL0).", "drift monitor"),
     MetricSpec("qpu_drift_alarm", "gauge", _PB + ("series", "detector"), "1 when the detector signalled on the series' latest sample.", "drift monitor"),
     MetricSpec("qpu_drift_alarms_total", "counter", _PB + ("series", "detector"), "Alarms raised by the detector on the series.", "drift monitor"),
+    MetricSpec("qpu_probe_epc_ratio", "gauge", _PB + ("qubits",), "Error per Clifford measured by the exporter's latest successful randomized-benchmarking probe of the qubit set.", "probes"),
+    MetricSpec("qpu_probe_epc_stderr_ratio", "gauge", _PB + ("qubits",), "Standard error of qpu_probe_epc_ratio (includes between-sequence variance).", "probes"),
+    MetricSpec("qpu_probe_gate_error_ratio", "gauge", _PB + ("gate", "qubits"), "Gate error measured by the latest successful interleaved-RB probe (directed qubits).", "probes"),
+    MetricSpec("qpu_probe_gate_error_stderr_ratio", "gauge", _PB + ("gate", "qubits"), "Standard error of qpu_probe_gate_error_ratio (the Magesan systematic bound is not included).", "probes"),
+    MetricSpec("qpu_probe_runs_total", "counter", _PB, "Probe runs submitted (one per probed qubit set and attempt cycle, failed ones included).", "probes"),
+    MetricSpec("qpu_probe_failures_total", "counter", _PB, "Probe runs that failed: submission failed after retries, or the fit failed.", "probes"),
+    MetricSpec("qpu_probe_shots_total", "counter", _PB, "Shots submitted by probes, retries included.", "probes"),
+    MetricSpec("qpu_probe_skipped_total", "counter", _PB + ("reason",), "Probes not run: reason budget (cap reached), backend_down or busy (another probe on the backend).", "probes"),
+    MetricSpec("qpu_probe_last_success_timestamp_seconds", "gauge", _PB, "Unix time of the last successful probe of the backend; 0 until the first one.", "probes"),
+    MetricSpec("qpu_budget_remaining_ratio", "gauge", _PB, "Share of the probe budget left in the rolling 24 h window: the minimum over the backend's and the global shot and USD caps.", "probes budget ledger"),
+    MetricSpec("qpu_probe_hellinger_fidelity_ratio", "gauge", _PB, "Hellinger fidelity of the backend's latest Bell-circuit distribution to the ideal one (cross-device agreement probe).", "probes"),
+    MetricSpec("qpu_probe_agreement_hellinger_fidelity_ratio", "gauge", _PB + ("other_provider", "other_backend"), "Hellinger fidelity between two backends' latest Bell-circuit distributions (same fixed circuit on both).", "probes"),
 ]
 
 SPECS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
@@ -25,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="YAML config file (default: the embedded simulated fleet)")
     serve.add_argument("--web.listen-address", dest="listen", default="127.0.0.1:9961",
                        help="HOST:PORT to listen on (default 127.0.0.1:9961; ':9961' for all interfaces)")
+    serve.add_argument("--shard", metavar="i/N",
+                       help="poll only shard i (0-based) of N by a stable hash of provider/backend; "
+                            "overrides the config's shard (docs/performance.md)")
+    serve.add_argument("--web.config.file", dest="web_config",
+                       help="exporter-toolkit web config: tls_server_config and basic_auth_users (bcrypt)")
     serve.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
 
@@ -46,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--provider")
     hist.add_argument("--backend")
     hist.add_argument("--since", type=float, help="unix seconds")
+
+    for name, helptext in (("probe", "run a randomized-benchmarking probe now (shares the exporter's budget)"),
+                           ("check", "CI gate: probe now, exit 1 when the EPC is above --max-epc")):
+        pr = sub.add_parser(name, help=helptext)
+        pr.add_argument("--backend", required=True, help="backend name, e.g. fake_torino")
+        pr.add_argument("--qubits", help="a qubit or a native pair, e.g. 3 or 3,4 (default: the configured targets)")
+        pr.add_argument("--interleaved", choices=["sx", "x", "ecr", "cz", "cx"], help="interleaved-RB gate")
+        pr.add_argument("--provider", help="provider kind, when two providers share a backend name")
+        pr.add_argument("--config", help="YAML config (its state_path holds the budget ledger)")
+        if name == "check":
+            pr.add_argument("--max-epc", dest="max_epc", type=float, required=True, help="fail above this EPC")
 
     docs = sub.add_parser("docs", help="print generated documentation")
     docs.add_argument("what", choices=["metrics"])
@@ -72,6 +90,10 @@ def _main(argv: list[str] | None) -> int:
         return _rb_fit(args)
     if args.command == "export-history":
         return _export_history(args)
+    if args.command in ("probe", "check"):
+        from .probes.cli import check_command, probe_command
+
+        return probe_command(args) if args.command == "probe" else check_command(args)
     if args.command == "docs":
         from .catalog import render_markdown
 
@@ -195,18 +217,34 @@ def _serve(args) -> int:
     from .server import parse_listen_address
     from .store import StateError
 
+    from .websecurity import WebConfigError, load_web_config
+
     try:
         listen = parse_listen_address(args.listen)
         config = load_config(args.config)
+        web = load_web_config(args.web_config) if args.web_config else None
     except ValueError as exc:
         return _fail(f"--web.listen-address: {exc}")
-    except ConfigError as exc:
+    except (ConfigError, WebConfigError) as exc:
         return _fail(str(exc))
+    if args.shard is not None:
+        from .sharding import parse_shard
+
+        try:
+            parse_shard(args.shard)
+        except ValueError as exc:
+            return _fail(f"--shard: {exc}")
+        config = config.model_copy(update={"shard": args.shard})
     logs.setup(args.log_level, args.log_format)
     from .providers.prices import PriceTableError
 
+    # Only the main thread takes SIGTERM/SIGINT: every thread started from here on inherits
+    # the blocked mask. A signal landing on a worker thread inside qiskit's native code
+    # crashed the process (a segfault during a probe's circuit synthesis).
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
-        exporter = Exporter(config, listen)
+        exporter = Exporter(config, listen, web)
     except (StateError, PriceTableError) as exc:
         return _fail(str(exc))
     except OSError as exc:
@@ -216,9 +254,15 @@ def _serve(args) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     exporter.start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     done.wait()
     exporter.stop()
-    return 0
+    # State is flushed and closed. Skip interpreter finalisation: a probe still inside Aer's
+    # C++ code on a daemon thread can crash it (seen as a segfault at exit).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

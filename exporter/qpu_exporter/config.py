@@ -93,6 +93,15 @@ class Incident(_Strict):
         return INCIDENT_DEFAULT_FACTOR[self.kind] if self.factor is None else self.factor
 
 
+class ScaleConfig(_Strict):
+    """A synthetic fleet for load tests and benchmarks: ``backends`` backends named
+    ``synthetic_000``... of ``qubits`` qubits each, derived deterministically from the
+    provider's first listed snapshot (tiled and resampled, see providers/synthetic.py)."""
+
+    backends: int = Field(ge=1, le=100_000)
+    qubits: int = Field(ge=2, le=100_000)
+
+
 class SimulatedProviderConfig(_Strict):
     kind: Literal["simulated"]
     backends: list[str] = Field(default_factory=lambda: list(DEFAULT_FLEET))
@@ -106,6 +115,17 @@ class SimulatedProviderConfig(_Strict):
     # for tests, demos and tuning alert thresholds.
     dynamics: Literal["realistic", "calm"] = "realistic"
     incidents: list[Incident] = Field(default_factory=list)
+    # When set, the fleet is the synthetic one instead of the listed backends (the first
+    # listed backend is the template).
+    scale: ScaleConfig | None = None
+
+    def fleet(self) -> list[str]:
+        """Names of the backends this provider simulates."""
+        if self.scale is None:
+            return list(self.backends)
+        from .providers.synthetic import synthetic_names
+
+        return synthetic_names(self.scale.backends)
 
     @field_validator("backends")
     @classmethod
@@ -124,8 +144,9 @@ class SimulatedProviderConfig(_Strict):
 
     @model_validator(mode="after")
     def _incidents_on_known_backends(self) -> SimulatedProviderConfig:
+        fleet = set(self.fleet())
         for i, inc in enumerate(self.incidents):
-            if inc.backend not in self.backends:
+            if inc.backend not in fleet:
                 raise ValueError(
                     f"incidents[{i}].backend: {inc.backend!r} is not one of this provider's backends"
                 )
@@ -192,13 +213,61 @@ class ScheduleConfig(_Strict):
 
 
 class BudgetConfig(_Strict):
+    """Probe spend caps over a rolling 24 h window (docs/probes.md). ``shots_per_day`` and
+    ``usd_per_day`` apply to each backend; the ``global_*`` caps to all backends together
+    (null: no cap beyond the per-backend ones)."""
+
     shots_per_day: int = Field(default=200_000, ge=0)
     usd_per_day: float = Field(default=50.0, ge=0)
+    global_shots_per_day: int | None = Field(default=None, ge=0)
+    global_usd_per_day: float | None = Field(default=None, ge=0)
+
+
+class ProbeTargetConfig(_Strict):
+    """One probed qubit set: a qubit, or a pair given in the native direction of its 2q gate."""
+
+    backend: str
+    qubits: list[int] = Field(min_length=1, max_length=2)
+    interleaved: Literal["sx", "x", "ecr", "cz", "cx"] | None = None
+    provider: str | None = None  # only needed when two providers share a backend name
+
+    @field_validator("qubits")
+    @classmethod
+    def _distinct(cls, qubits: list[int]) -> list[int]:
+        if any(q < 0 for q in qubits) or len(set(qubits)) != len(qubits):
+            raise ValueError("must be one qubit or two distinct non-negative qubits")
+        return qubits
+
+    @model_validator(mode="after")
+    def _gate_width(self) -> ProbeTargetConfig:
+        width = 1 if self.interleaved in ("sx", "x") else 2
+        if self.interleaved is not None and width != len(self.qubits):
+            raise ValueError(f"interleaved: {self.interleaved} acts on {width} qubit(s), qubits has {len(self.qubits)}")
+        return self
 
 
 class ProbesConfig(_Strict):
     enabled: bool = True
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    # Explicit targets; backends without any get automatic ones (auto_qubits single qubits
+    # spread over the device and auto_pairs native pairs, the first pair interleaved with
+    # its 2q gate).
+    targets: list[ProbeTargetConfig] = Field(default_factory=list)
+    auto_qubits: int = Field(default=3, ge=0, le=20)
+    auto_pairs: int = Field(default=1, ge=0, le=5)
+    # Each probe_interval tick runs this many targets of a backend, round robin.
+    targets_per_tick: int = Field(default=1, ge=1, le=100)
+    start_delay: Duration = 30.0  # after start-up, before a backend's first probe
+    max_concurrent: int = Field(default=1, ge=1, le=16)  # probes running at once, all backends
+    retries: int = Field(default=1, ge=0, le=5)  # resubmissions after a failed submission
+    # Design of one probe (rb.design.design_rb); shots are the probe's whole shot budget.
+    shots_per_probe: int = Field(default=2000, ge=10, le=10_000_000)
+    target_rel_precision: float = Field(default=0.05, gt=0, lt=1)
+    min_shots: int = Field(default=400, ge=1)
+    max_circuits: int = Field(default=60, ge=6, le=2000)
+    max_length: int | None = Field(default=None, ge=2)
+    # A fixed Bell circuit run with every pair probe, for cross-device agreement.
+    agreement_shots: int = Field(default=200, ge=0, le=100_000)
 
 
 class DriftConfig(_Strict):
@@ -227,6 +296,18 @@ class Config(_Strict):
     cost: CostConfig = Field(default_factory=CostConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     state_path: Path = Path("./qpu-exporter.db")
+    # "i/N": this instance polls only the backends whose stable hash falls in shard i of N
+    # (0 <= i < N), so N instances split a fleet with no overlap and no gap (--shard).
+    shard: str | None = None
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_spec(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .sharding import parse_shard
+
+            parse_shard(value)  # raises ValueError naming the problem
+        return value
 
     @field_validator("providers")
     @classmethod
@@ -238,7 +319,12 @@ class Config(_Strict):
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    # Keys from the file are user data: quote anything that is not a plain name, so a key
+    # holding a newline or control character cannot break the one-line message.
+    where = ".".join(
+        str(p) if re.fullmatch(r"[A-Za-z0-9_-]+", str(p)) else repr(str(p))
+        for p in first["loc"] if not str(p).startswith("function-")
+    )
     # pydantic puts the union tag into the location ("providers.0.simulated.seed"): drop it.
     where = re.sub(r"\.(simulated|ibm|braket)(?=\.|$)", "", where)
     where = re.sub(r"\.(\d+)", r"[\1]", where)
@@ -247,7 +333,8 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         msg = "unknown key"
     msg = msg.removeprefix("Value error, ")
     extra = "" if len(err.errors()) == 1 else f" (and {len(err.errors()) - 1} more)"
-    return f"{source}: {where or 'top level'}: {msg}{extra}"
+    line = f"{source}: {where or 'top level'}: {msg}{extra}"
+    return line.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def load_config(path: str | Path | None) -> Config:

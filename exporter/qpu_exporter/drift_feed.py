@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # calibration as `sx`, so they would double every 1q series (and its false alarms).
 QUBIT_SERIES = ("t1", "t2", "readout_error")
 SKIPPED_GATES = frozenset({"id"})
-STATE_BLOB = "drift_monitor"
+STATE_KEY = "drift_monitor_state"  # in the store's meta table
 
 
 def series_name(quantity: str, target: str) -> str:
@@ -49,7 +49,7 @@ class DriftFeed:
     def __init__(self, settings: DriftSettings, store: Store):
         self.store = store
         self._lock = threading.Lock()
-        blob = store.blob(STATE_BLOB)
+        blob = store.meta(STATE_KEY)
         if blob is None:
             self.monitor = DriftMonitor(settings)
         else:
@@ -80,6 +80,22 @@ class DriftFeed:
                 *alarm.key, alarm.detector, alarm.direction, alarm.index,
             )
 
+    def on_probe(self, provider: str, backend: str, series: str, value: float, measured_at: float) -> None:
+        """One probe result, one sample: ``probe_epc:<qubits>`` or
+        ``probe_gate_error:<gate>:<qubits>`` (each probe is a new measurement)."""
+        key = (provider, backend, series)
+        with self._lock:
+            if measured_at <= self._last_fed.get(key, float("-inf")):
+                return
+            result = self.monitor.observe_many([key], [value], [measured_at])
+            self._last_fed[key] = measured_at
+            self._dirty = True
+        for alarm in result.alarms:
+            log.warning(
+                'msg="drift alarm" provider=%s backend=%s series=%s detector=%s direction=%s index=%d',
+                *alarm.key, alarm.detector, alarm.direction, alarm.index,
+            )
+
     def save(self) -> None:
         """Persist detector state (periodically and at shutdown)."""
         with self._lock:
@@ -87,7 +103,7 @@ class DriftFeed:
                 return
             payload = json.dumps(self.monitor.state(), separators=(",", ":"))
             self._dirty = False
-        self.store.set_blob(STATE_BLOB, payload)
+        self.store.set_meta(STATE_KEY, payload)
 
     def families(self) -> list[Metric]:
         stat = GaugeMetricFamily("qpu_drift_statistic", SPECS["qpu_drift_statistic"].help,

@@ -9,6 +9,8 @@ Providers produce these; the store persists them; exposition and drift read them
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
 
 # Per-qubit calibration quantities: short name -> (SI unit suffix, meaning). The short name
 # is the ``quantity`` label and the drift series prefix ("t1:q3"); exposition names the
@@ -108,3 +110,17 @@ def durations_from_timestamps(
     queue = max(0.0, running - created)
     execution = None if finished is None else max(0.0, finished - running)
     return queue, execution
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """ISO-8601 (offset or Z) or a datetime -> Unix seconds; None when absent. Naive times are
+    UTC (Braket's updatedAt is naive UTC). Raises ValueError for anything else."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()

@@ -64,9 +64,13 @@ def validate_snapshot(
 
     gates: list[GateCalibration] = []
     for g in snap.gates:
-        error, duration = g.error, g.duration
+        error, duration, operational = g.error, g.duration, g.operational
         if error is not None:
-            if not _in_range(error.value, 0.0, 1.0, open_low=False):
+            if error.value == 1.0:
+                # The faulty sentinel (IBM's gate_error = 1, a Braket fidelity that rounds to
+                # 0): a dead gate, exported through qpu_gate_operational, never as an error rate.
+                error, operational = None, False
+            elif not _in_range(error.value, 0.0, 1.0, open_low=False):
                 rejected["out_of_range"] += 1
                 error = None
             elif error.value == 0.0:
@@ -79,5 +83,5 @@ def validate_snapshot(
         if duration is not None and not _in_range(duration.value, 0.0, 1.0, open_low=False):
             rejected["out_of_range"] += 1
             duration = None
-        gates.append(replace(g, error=error, duration=duration))
+        gates.append(replace(g, error=error, duration=duration, operational=operational))
     return replace(snap, qubits=qubits, gates=gates), rejected

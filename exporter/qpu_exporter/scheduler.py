@@ -22,6 +22,7 @@ from .aggregates import job_increments
 from .config import Config
 from .providers.base import Provider, ProviderError
 from .quality import validate_snapshot
+from .sharding import Shard, parse_shard
 from .store import Store
 from .view import CollectorHealth, FleetView
 
@@ -50,6 +51,7 @@ class Poller:
     clock: Callable[[], float] = time.time
     on_calibration: list[Callable] = field(default_factory=list)  # hooks, e.g. drift monitor
     intervals: dict[str, float] = field(default_factory=dict)  # collector -> poll interval
+    shard: Shard | None = None  # poll only the backends of this shard (sharding.py)
     _backoff: dict[tuple[str, str, str], _Backoff] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=random.Random)
@@ -64,6 +66,8 @@ class Poller:
             self._failed(key, started, exc)
             self.view.set_provider_failed(provider.kind, _safe_message(exc))
             return []
+        if self.shard is not None:
+            infos = [i for i in infos if self.shard.owns(i.provider, i.backend)]
         for info in infos:
             self.view.set_backend(info)
             cached = self.store.latest_calibration(info.provider, info.backend)
@@ -198,6 +202,8 @@ class Scheduler:
         self.poller = poller
         self.config = config
         sch = config.schedule
+        if config.shard is not None:
+            poller.shard = parse_shard(config.shard)
         poller.intervals = {
             "status": sch.jobs_interval,
             "jobs": sch.jobs_interval,
@@ -206,9 +212,26 @@ class Scheduler:
             "usage": sch.calibration_interval,
         }
         self._sched = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=sch.max_concurrent_polls)},
+            # Probes get their own executor: a probe tick never waits for, or holds up, a poll.
+            executors={"default": ThreadPoolExecutor(max_workers=sch.max_concurrent_polls),
+                       "probes": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
+        )
+
+    # Probes (probes/runner.py): ``probe_job(provider, backend)`` returns at once; the first
+    # tick comes ``first_probe_at(provider, backend)`` (unix seconds), then every probe_interval.
+    probe_job: Callable[[Provider, str], None] | None = None
+    first_probe_at: Callable[[Provider, str], float] | None = None
+
+    def _schedule_probe(self, provider: Provider, name: str) -> None:
+        from datetime import datetime, timezone
+
+        first = self.first_probe_at(provider, name) if self.first_probe_at else time.time()
+        self._sched.add_job(
+            self.probe_job, "interval", seconds=self.config.schedule.probe_interval, args=[provider, name],
+            id=f"probe:{provider.kind}:{name}", replace_existing=True, executor="probes",
+            next_run_time=datetime.fromtimestamp(first, timezone.utc),
         )
 
     def start(self) -> None:
@@ -244,6 +267,8 @@ class Scheduler:
                 id=f"usage:{provider.kind}", replace_existing=True, next_run_time=_now_dt(),
             )
         for name in names:
+            if self.probe_job is not None:
+                self._schedule_probe(provider, name)
             for collector, fn, interval in plan:
                 self._sched.add_job(
                     fn, "interval", seconds=interval, args=[provider, name],

@@ -9,13 +9,15 @@ from __future__ import annotations
 import gzip
 import html
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .exposition import CONTENT_TYPE, Renderer
+from .exposition import CONTENT_TYPE, Renderer, accepts_gzip
 from .view import FleetView, ViewCopy
+from .websecurity import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,12 @@ def is_ready(v: ViewCopy, provider_kinds: list[str]) -> bool:
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Two HA Prometheus replicas plus dashboards can open many connections at once; the
+    # stdlib default backlog of 5 makes a burst of new connections stall for a second.
+    request_queue_size = 128
 
-    def __init__(self, address, renderer: Renderer, view: FleetView, provider_kinds: list[str], version: str):
+    def __init__(self, address, renderer: Renderer, view: FleetView, provider_kinds: list[str], version: str,
+                 web: WebConfig | None = None):
         host = address[0]
         if ":" in host:
             import socket
@@ -61,6 +67,20 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.provider_kinds = provider_kinds
         self.version = version
         self.started = time.time()
+        self.web = web or WebConfig()
+
+    def process_request_thread(self, request, client_address):
+        # The TLS handshake runs in the request's own thread, so a slow or hostile client
+        # cannot stall the accept loop.
+        if self.web.tls is not None:
+            try:
+                request.settimeout(10)
+                request = self.web.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.debug('msg="tls handshake failed" client=%s error="%s"', client_address[0], exc)
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
 
     def serve_in_thread(self) -> threading.Thread:
         t = threading.Thread(target=self.serve_forever, name="http", daemon=True)
@@ -90,6 +110,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
+        if not self.server.web.authorized(self.headers.get("Authorization")):
+            self._send(401, b"Unauthorized.\n", "text/plain; charset=utf-8",
+                       {"WWW-Authenticate": 'Basic realm="qpu-exporter"'})
+            return
         if path == "/metrics":
             self._metrics()
         elif path == "/":
@@ -108,14 +132,32 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"Not found. Try /metrics.\n", "text/plain; charset=utf-8")
 
     def _metrics(self) -> None:
+        # Always the text format 0.0.4, whatever the Accept header prefers: every scraper
+        # (Prometheus 2.42 lists it after OpenMetrics) accepts it, and one format keeps
+        # exactly two pre-rendered copies (text, gzip) in memory. docs/performance.md.
         current = self.server.renderer.current
         live = self.server.renderer.self_metrics()
-        if "gzip" in self.headers.get("Accept-Encoding", ""):
+        headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
+        if accepts_gzip(self.headers.get("Accept-Encoding", "")):
             # Two gzip members back to back form one valid gzip stream (RFC 1952 §2.2).
-            body = current.gzipped + gzip.compress(live, 1)
-            self._send(200, body, CONTENT_TYPE, {"Content-Encoding": "gzip"})
+            parts = (current.gzipped, gzip.compress(live, 1))
+            headers["Content-Encoding"] = "gzip"
         else:
-            self._send(200, current.text + live, CONTENT_TYPE)
+            parts = (current.text, live)
+        # Written piece by piece: concatenating would copy the multi-megabyte body once per
+        # scrape (50 concurrent scrapes, 50 copies). No Nagle: a small last piece must not
+        # wait for the client's delayed ACK (a 40 ms stall per keep-alive scrape).
+        import socket  # (module imports are shared with the TLS work; kept local here)
+
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.send_response(200)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(sum(len(p) for p in parts)))
+        self.end_headers()
+        if self.command != "HEAD":
+            for p in parts:
+                self.wfile.write(p)
 
     def _landing(self) -> str:
         v = self.server.view.copy()

@@ -44,10 +44,32 @@ CREATE TABLE IF NOT EXISTS cursors (
     provider TEXT NOT NULL, backend TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (provider, backend, name)
 );
-CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS latest (
     provider TEXT NOT NULL, backend TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (provider, backend, kind)
+);
+"""
+
+# Probes (additive tables: older state files gain them on open, no version bump).
+# probe_runs: one row per probe attempt, with everything needed to re-run it exactly.
+# probe_ledger: budget reservations; a reservation is spend, whatever became of the submission.
+# probe_leases: at most one probe per backend at a time, across processes (exporter and CLI).
+_SCHEMA += """
+CREATE TABLE IF NOT EXISTS probe_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL, backend TEXT NOT NULL,
+    qubits TEXT NOT NULL, interleaved TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL NOT NULL,
+    status TEXT NOT NULL, reason TEXT NOT NULL, shots INTEGER NOT NULL, cost_usd REAL NOT NULL,
+    calibration_at REAL, record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS probe_runs_backend ON probe_runs (provider, backend, started_at);
+CREATE TABLE IF NOT EXISTS probe_ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL, backend TEXT NOT NULL,
+    reserved_at REAL NOT NULL, shots INTEGER NOT NULL, usd REAL NOT NULL, note TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS probe_ledger_time ON probe_ledger (reserved_at);
+CREATE TABLE IF NOT EXISTS probe_leases (
+    provider TEXT NOT NULL, backend TEXT NOT NULL, holder TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (provider, backend)
 );
 """
 
@@ -120,16 +142,6 @@ class Store:
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
             return self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0]
-
-    def blob(self, name: str) -> str | None:
-        """A named opaque document (e.g. detector state)."""
-        with self._lock:
-            row = self._db.execute("SELECT payload FROM blobs WHERE name=?", (name,)).fetchone()
-        return None if row is None else row[0]
-
-    def set_blob(self, name: str, payload: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (name, payload))
 
     # --- calibration ---------------------------------------------------------------------------
     def record_calibration(self, snap: CalibrationSnapshot) -> int:
@@ -225,6 +237,11 @@ class Store:
         with self._lock:
             return dict(self._counters)
 
+    def job_ids(self, provider: str, backend: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT job_id FROM jobs WHERE provider=? AND backend=?", (provider, backend))
+            return {r[0] for r in rows}
+
     def job_count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM jobs").fetchone()[0]
@@ -240,6 +257,139 @@ class Store:
     def set_cursor(self, provider: str, backend: str, name: str, value: float) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?)", (provider, backend, name, value))
+
+    # --- probes: records, budget ledger, leases ----------------------------------------------
+    # BEGIN IMMEDIATE takes SQLite's write lock before reading, so a check-then-insert cannot
+    # interleave with another process's (the CLI's) on the same file; the Python lock does the
+    # same for this process's threads.
+    def reserve_probe_budget(
+        self, provider: str, backend: str, shots: int, usd: float, now: float, since: float,
+        caps: tuple[float | None, float | None, float | None, float | None], note: str = "",
+    ) -> tuple[int | None, str]:
+        """Atomically reserve (shots, usd) unless that would exceed a cap over reservations made
+        after ``since``. ``caps`` = (backend shots, backend usd, global shots, global usd), None =
+        no cap. Returns (reservation id, "") or (None, which cap was hit)."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            b_shots, b_usd = self._db.execute(
+                "SELECT coalesce(sum(shots), 0), coalesce(sum(usd), 0) FROM probe_ledger "
+                "WHERE provider=? AND backend=? AND reserved_at>?", (provider, backend, since),
+            ).fetchone()
+            g_shots, g_usd = self._db.execute(
+                "SELECT coalesce(sum(shots), 0), coalesce(sum(usd), 0) FROM probe_ledger WHERE reserved_at>?",
+                (since,),
+            ).fetchone()
+            checks = (("shots_per_day", b_shots + shots, caps[0]), ("usd_per_day", b_usd + usd, caps[1]),
+                      ("global_shots_per_day", g_shots + shots, caps[2]), ("global_usd_per_day", g_usd + usd, caps[3]))
+            for name, total, cap in checks:
+                if cap is not None and total > cap + 1e-9:
+                    return None, name
+            cur = self._db.execute(
+                "INSERT INTO probe_ledger (provider, backend, reserved_at, shots, usd, note) VALUES (?,?,?,?,?,?)",
+                (provider, backend, now, int(shots), float(usd), note),
+            )
+            return cur.lastrowid, ""
+
+    def probe_budget_used(self, provider: str, backend: str, since: float) -> tuple[float, float, float, float]:
+        """(backend shots, backend usd, global shots, global usd) reserved after ``since``."""
+        with self._lock:
+            b = self._db.execute(
+                "SELECT coalesce(sum(shots), 0), coalesce(sum(usd), 0) FROM probe_ledger "
+                "WHERE provider=? AND backend=? AND reserved_at>?", (provider, backend, since),
+            ).fetchone()
+            g = self._db.execute(
+                "SELECT coalesce(sum(shots), 0), coalesce(sum(usd), 0) FROM probe_ledger WHERE reserved_at>?", (since,)
+            ).fetchone()
+        return float(b[0]), float(b[1]), float(g[0]), float(g[1])
+
+    def acquire_probe_lease(self, provider: str, backend: str, holder: str, now: float, ttl: float,
+                            holder_dead=lambda holder: False) -> bool:
+        """Take the backend's probe lease unless another live holder has an unexpired one."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute(
+                "SELECT holder, expires_at FROM probe_leases WHERE provider=? AND backend=?", (provider, backend)
+            ).fetchone()
+            if row is not None and row[0] != holder and row[1] > now and not holder_dead(row[0]):
+                return False
+            self._db.execute("INSERT OR REPLACE INTO probe_leases VALUES (?,?,?,?)", (provider, backend, holder, now + ttl))
+            return True
+
+    def release_probe_lease(self, provider: str, backend: str, holder: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM probe_leases WHERE provider=? AND backend=? AND holder=?", (provider, backend, holder)
+            )
+
+    def record_probe_run(
+        self, provider: str, backend: str, qubits: str, interleaved: str, started_at: float, finished_at: float,
+        status: str, reason: str, shots: int, cost_usd: float, calibration_at: float | None, record: dict,
+        increments: Iterable[CounterIncrement] = (),
+    ) -> int:
+        """Store a probe attempt and apply its counter increments in the same transaction."""
+        payload = json.dumps(record, separators=(",", ":"))
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            cur = self._db.execute(
+                "INSERT INTO probe_runs (provider, backend, qubits, interleaved, started_at, finished_at, status, "
+                "reason, shots, cost_usd, calibration_at, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (provider, backend, qubits, interleaved, started_at, finished_at, status, reason, int(shots),
+                 float(cost_usd), calibration_at, payload),
+            )
+            pending: dict[tuple[str, LabelKey], float] = {}
+            for name, labels, delta in increments:
+                key = (name, _label_key(labels))
+                pending[key] = pending.get(key, self._counters.get(key, 0.0)) + delta
+            self._db.executemany(
+                "INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
+                [(name, json.dumps(labels), value) for (name, labels), value in pending.items()],
+            )
+            run_id = cur.lastrowid
+        self._counters.update(pending)
+        return run_id
+
+    def probe_run(self, run_id: int) -> dict | None:
+        """One stored probe attempt: its columns plus the decoded ``record``."""
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM probe_runs WHERE id=?", (run_id,))
+            row = cur.fetchone()
+            cols = [c[0] for c in cur.description]
+        if row is None:
+            return None
+        out = dict(zip(cols, row))
+        out["record"] = json.loads(out["record"])
+        return out
+
+    def probe_runs(self, provider: str | None = None, backend: str | None = None,
+                   status: str | None = None, limit: int = 100) -> list[dict]:
+        """Latest probe attempts first (without the record payload)."""
+        sql = ("SELECT id, provider, backend, qubits, interleaved, started_at, finished_at, status, reason, shots, "
+               "cost_usd, calibration_at FROM probe_runs WHERE 1=1")
+        args: list = []
+        for col, val in (("provider", provider), ("backend", backend), ("status", status)):
+            if val is not None:
+                sql += f" AND {col}=?"
+                args.append(val)
+        with self._lock:
+            cur = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def latest_probe_results(self) -> list[dict]:
+        """The newest successful probe per (provider, backend, qubits, interleaved), with record."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT p.id FROM probe_runs p JOIN (SELECT max(id) AS id FROM probe_runs WHERE status='ok' "
+                "GROUP BY provider, backend, qubits, interleaved) m ON p.id = m.id ORDER BY p.id"
+            ).fetchall()
+        return [r for (run_id,) in rows if (r := self.probe_run(run_id)) is not None]
+
+    def last_probe_started(self, provider: str, backend: str) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT max(started_at) FROM probe_runs WHERE provider=? AND backend=?", (provider, backend)
+            ).fetchone()
+        return None if row is None else row[0]
 
     # --- housekeeping ------------------------------------------------------------------------
     def prune(self, older_than: float) -> int:

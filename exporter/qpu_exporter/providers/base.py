@@ -9,6 +9,8 @@ one backend at a time per call, so one slow or broken backend never holds up the
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
+from typing import Any
 
 from ..model import BackendInfo, BackendStatus, CalibrationSnapshot, JobRecord
 
@@ -55,6 +57,21 @@ class Provider(abc.ABC):
         """The account's QPU-time allowance ({consumed_seconds, limit_seconds,
         remaining_seconds, ...}), or None when the provider has no such notion."""
         return None
+
+    def run_circuits(
+        self,
+        backend: str,
+        circuits: Sequence[Any],
+        shots: int,
+        seed: int,
+        calibration: CalibrationSnapshot | None = None,
+    ) -> list[dict[str, int]]:
+        """Execute probe circuits (qiskit ``QuantumCircuit`` on 1-2 logical qubits whose
+        ``metadata["physical_qubits"]`` names the device qubits) and return counts per circuit
+        in input order (qiskit bitstring keys). ``calibration`` is the snapshot the probe was
+        designed under (a simulator builds its noise from it); ``seed`` makes a simulator
+        reproducible. Blocking. Providers that cannot execute raise ProviderError("unsupported")."""
+        raise ProviderError("unsupported", f"the {self.kind} provider cannot run probe circuits in this version")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions or threads."""

@@ -55,6 +55,7 @@ from ..model import (
     Measurement,
     QubitCalibration,
     durations_from_timestamps,
+    parse_timestamp,
 )
 from .base import Provider, ProviderError
 from .http import classify_exception, provider_error
@@ -120,18 +121,6 @@ def _type_name(entry: dict) -> str:
     return str((ftype or {}).get("name") or "").upper() if isinstance(ftype, dict) else ""
 
 
-def _timestamp(value: Any) -> float | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    else:
-        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if dt.tzinfo is None:  # Braket's updatedAt is naive UTC
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
-
-
 def _set_gate(gates: dict, key: tuple, fidelity: float, measured_at: float | None, rank: int = 0,
               duration: float | None = None) -> None:
     if key in gates and gates[key][0] <= rank:
@@ -170,8 +159,8 @@ def parse_standardized(caps: dict, *, provider: str, backend: str, fetched_at: f
     service = caps.get("service") or {}
     std = caps.get("standardized") or {}
     version = str((std.get("braketSchemaHeader") or {}).get("version") or "")
-    std_updated = _timestamp(std.get("updatedAt"))
-    snap = CalibrationSnapshot(provider, backend, fetched_at, std_updated or _timestamp(service.get("updatedAt")))
+    std_updated = parse_timestamp(std.get("updatedAt"))
+    snap = CalibrationSnapshot(provider, backend, fetched_at, std_updated or parse_timestamp(service.get("updatedAt")))
     if not std:
         return snap  # e.g. QuEra (analog): no standardized gate-model properties
     qubits: dict[int, QubitCalibration] = {}
@@ -182,7 +171,7 @@ def parse_standardized(caps: dict, *, provider: str, backend: str, fetched_at: f
 
     if version == "3":
         measured = std_updated
-        count = int(((caps.get("paradigm") or {}).get("qubitCount")) or 0)
+        count = qubit_count((caps.get("paradigm") or {}).get("qubitCount"))
         t1, t2 = seconds(std.get("T1")), seconds(std.get("T2"))
         readout = [f for f in (_fidelity(e) for e in std.get("readoutFidelity") or []) if f is not None]
         readout_duration = seconds(std.get("readoutDuration"))
@@ -226,6 +215,18 @@ def parse_standardized(caps: dict, *, provider: str, backend: str, fetched_at: f
     snap.qubits = [qubits[i] for i in sorted(qubits)]
     snap.gates = [g for _, g in gates.values()]
     return snap
+
+
+# Far above any device announced; a document claiming more is malformed, not a reason to
+# allocate a record per claimed qubit (fuzzing found a 10^12 qubitCount eating all memory).
+MAX_QUBITS = 100_000
+
+
+def qubit_count(value: Any) -> int:
+    count = int(value or 0)
+    if not 0 <= count <= MAX_QUBITS:
+        raise ValueError(f"qubitCount {count} out of range")
+    return count
 
 
 def window_open(windows: list, at: float) -> bool:
@@ -425,7 +426,7 @@ class BraketProvider(Provider):
         for name, dev in self._discover().items():
             paradigm = (dev.capabilities or {}).get("paradigm") or {}
             try:
-                n = int(paradigm.get("qubitCount") or 0)
+                n = qubit_count(paradigm.get("qubitCount"))
             except (TypeError, ValueError):
                 n = 0
             out.append(BackendInfo(self.kind, name, n, dev.provider_name))
@@ -480,7 +481,7 @@ class BraketProvider(Provider):
         for task in tasks:
             arn = str(task.get("quantumTaskArn") or "")
             status = str(task.get("status") or "").upper()
-            created = _timestamp(task.get("createdAt"))
+            created = parse_timestamp(task.get("createdAt"))
             if not arn or created is None:
                 raise provider_error("malformed", f"tasks of {backend}: a task without an ARN or createdAt")
             if status not in _FINAL:
@@ -540,7 +541,7 @@ class BraketProvider(Provider):
 
     def _record(self, dev: _Device, task: dict, status: str, created: float, reason: str | None,
                 running: float | None, now: float) -> JobRecord:
-        ended = _timestamp(task.get("endedAt"))
+        ended = parse_timestamp(task.get("endedAt"))
         finished = ended if ended is not None else now
         if running is not None and not created <= running <= finished:
             running = None  # our observation cannot bound this task's start

@@ -44,11 +44,12 @@ from ..model import (
     CalibrationSnapshot,
     JobRecord,
     durations_from_timestamps,
+    parse_timestamp,
 )
 from .base import Provider, ProviderError
 from .fake_snapshots import processor_name
 from .http import classify_exception, provider_error, redact
-from .ibm_properties import parse_properties, parse_timestamp
+from .ibm_properties import parse_properties
 from .prices import PriceTable, load_price_table
 
 log = logging.getLogger("qpu_exporter.providers.ibm")

@@ -8,10 +8,9 @@ sentinel) is marked ``operational=False`` rather than reported as an error rate.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
-from ..model import CalibrationSnapshot, GateCalibration, Measurement, QubitCalibration
+from ..model import CalibrationSnapshot, GateCalibration, Measurement, QubitCalibration, parse_timestamp
 from .base import ProviderError
 
 _UNIT_SCALE = {
@@ -26,19 +25,6 @@ _QUBIT_NAMES = {
 }
 # Virtual gates: zero error and zero length by construction, nothing to monitor.
 _VIRTUAL_GATES = {"rz"}
-
-
-def parse_timestamp(value: Any) -> float | None:
-    """ISO-8601 (with offset or Z) -> Unix seconds; None when absent. Naive times are UTC."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    else:
-        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
 
 
 def _measurement(entry: dict, unknown_units: list[str]) -> Measurement | None:

@@ -44,16 +44,16 @@ def qubit_noise_params(snapshot: CalibrationSnapshot, qubit: int) -> QubitNoiseP
         m = values.get(key)
         return None if m is None or m.value is None else float(m.value)
 
-    t1, t2 = get("t1_seconds"), get("t2_seconds")
+    t1, t2 = get("t1"), get("t2")
     if t1 is not None and t1 <= 0:
         t1 = None
     if t2 is not None and (t2 <= 0 or t1 is None):
         t2 = None
     if t1 is not None and t2 is not None:
         t2 = min(t2, 2 * t1)  # physical limit T2 <= 2 T1 (snapshots sometimes violate it)
-    ro = get("readout_error_ratio") or 0.0
-    p10 = get("prob_meas1_prep0_ratio")
-    p01 = get("prob_meas0_prep1_ratio")
+    ro = get("readout_error") or 0.0
+    p10 = get("prob_meas1_prep0")
+    p01 = get("prob_meas0_prep1")
     clip = lambda v: min(max(v, 0.0), 0.5)  # noqa: E731 - tiny local helper
     return QubitNoiseParams(
         t1=t1,
