@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 import os
 import signal
 import sys
@@ -65,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         if name == "check":
             pr.add_argument("--max-epc", dest="max_epc", type=float, required=True, help="fail above this EPC")
 
+    rep = sub.add_parser("report", help="render PNG plots from the state file (no Grafana needed)")
+    rep.add_argument("--out", required=True, help="directory for the PNG files")
+    rep.add_argument("--config", help="config whose state_path and drift settings to use")
+    rep.add_argument("--backend", help="backend for the T1 plot (default: the one whose qubit moved most)")
+    rep.add_argument("--qubit", type=int, help="qubit for the T1 plot (with --backend)")
+
     docs = sub.add_parser("docs", help="print generated documentation")
     docs.add_argument("what", choices=["metrics"])
     return p
@@ -94,6 +101,8 @@ def _main(argv: list[str] | None) -> int:
         from .probes.cli import check_command, probe_command
 
         return probe_command(args) if args.command == "probe" else check_command(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "docs":
         from .catalog import render_markdown
 
@@ -181,22 +190,61 @@ def _rb_fit(args) -> int:
     return 0
 
 
+def _open_state(config_path):
+    """(config, store) of an existing state file, or raise ConfigError / StateError."""
+    from .config import load_config
+    from .store import StateError, Store
+
+    config = load_config(config_path)
+    if not config.state_path.exists():
+        raise StateError(f"state file {config.state_path} does not exist")
+    return config, Store(config.state_path)
+
+
+def _report(args) -> int:
+    from .config import ConfigError
+    from .report import render_report
+    from .store import StateError
+
+    try:
+        config, store = _open_state(args.config)
+    except (ConfigError, StateError) as exc:
+        return _fail(str(exc))
+    if args.qubit is not None and args.backend is None:
+        return _fail("--qubit needs --backend")
+    backend = None
+    if args.backend:
+        providers = {p for p, b, *_ in store.calibration_history(backend=args.backend)[:1]}
+        if not providers:
+            store.close()
+            return _fail(f"--backend {args.backend}: no stored calibration history for it")
+        backend = (providers.pop(), args.backend)
+    settings = config.drift.settings()
+    if args.config is None:
+        # No config given: replay with the settings the exporter that wrote this state used.
+        from .drift_feed import stored_settings
+
+        settings = stored_settings(store) or settings
+    try:
+        paths = render_report(store, Path(args.out), settings, backend, args.qubit)
+    finally:
+        store.close()
+    for p in paths:
+        print(p)
+    return 0
+
+
 def _export_history(args) -> int:
     import csv
 
-    from .config import ConfigError, load_config
+    from .config import ConfigError
     from .drift_feed import QUBIT_SERIES, series_name
-    from .store import StateError, Store
+    from .store import StateError
 
     try:
-        config = load_config(args.config)
-        store = Store(config.state_path) if config.state_path.exists() else None
-    except ConfigError as exc:
+        _config, store = _open_state(args.config)
+    except (ConfigError, StateError) as exc:
         return _fail(str(exc))
-    except StateError as exc:
-        return _fail(str(exc))
-    if store is None:
-        return _fail(f"state file {config.state_path} does not exist")
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["timestamp", "series", "value"])
     wanted = set(QUBIT_SERIES) | {"gate_error"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 QUBIT_SERIES = ("t1", "t2", "readout_error")
 SKIPPED_GATES = frozenset({"id"})
 STATE_KEY = "drift_monitor_state"  # in the store's meta table
+
+
+def stored_settings(store: Store) -> DriftSettings | None:
+    """The detector settings recorded in a state file, if the exporter saved any."""
+    blob = store.meta(STATE_KEY)
+    if blob is None:
+        return None
+    s = json.loads(blob)["settings"]
+    return DriftSettings(arl0=s["arl0"], warmup=s["warmup"], transform=s["transform"],
+                         cusum_k=s["cusum_k"], ewma_lambda=s["ewma_lambda"])
 
 
 def series_name(quantity: str, target: str) -> str:
@@ -103,7 +114,13 @@ class DriftFeed:
                 return
             payload = json.dumps(self.monitor.state(), separators=(",", ":"))
             self._dirty = False
-        self.store.set_meta(STATE_KEY, payload)
+        try:
+            self.store.set_meta(STATE_KEY, payload)
+        except sqlite3.Error as exc:
+            self.store.note_write_failure()
+            log.error('msg="drift state not saved; kept in memory" error="%s"', exc)
+            with self._lock:
+                self._dirty = True  # the next save tries again
 
     def families(self) -> list[Metric]:
         stat = GaugeMetricFamily("qpu_drift_statistic", SPECS["qpu_drift_statistic"].help,

@@ -108,6 +108,7 @@ def run_drill(rounds: int, fault_rate: float, tmp_dir, seed: int = 0, poll_every
     poller.discover(faulty)
     report = DrillReport()
     last_ok: dict[str, bool] = {}
+    had_data = False
     produced: dict[str, JobRecord] = {}
     started = time.monotonic()
     for round_no in range(rounds + 1):
@@ -131,8 +132,11 @@ def run_drill(rounds: int, fault_rate: float, tmp_dir, seed: int = 0, poll_every
             last_ok[collector] = h.success
             if h.last_success is not None:
                 report.max_staleness_seconds = max(report.max_staleness_seconds, clock.t - h.last_success)
-        if ("simulated", "fake_fez") not in view.copy().calibration and round_no > 0:
+        # Once there is good calibration data it must stay served, whatever fails later.
+        has_data = ("simulated", "fake_fez") in view.copy().calibration
+        if had_data and not has_data:
             report.calibration_served_throughout = False
+        had_data = had_data or has_data
         # Ground truth: everything the provider has finished by now (read without faults).
         for j in sim.jobs("fake_fez", None):
             produced[j.job_id] = j

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -107,22 +108,26 @@ class Poller:
     def _calibration(self, provider: Provider, backend: str) -> str:
         raw = provider.calibration(backend)
         snap, rejected = validate_snapshot(raw)
-        added = self.store.record_calibration(snap)
-        if rejected:
-            self.store.add_counters(
-                ("qpu_data_quality_rejections_total", {"provider": provider.kind, "backend": backend, "check": c}, n)
-                for c, n in rejected.items()
-            )
+        # Memory first: a full or read-only disk must not stop the exporter serving fresh data.
         self.view.set_calibration((provider.kind, backend), snap)
         for hook in self.on_calibration:
             hook(snap)
+        added = self._persist("calibration", self.store.record_calibration, snap)
+        if rejected:
+            self._persist("counters", self.store.add_counters, [
+                ("qpu_data_quality_rejections_total", {"provider": provider.kind, "backend": backend, "check": c}, n)
+                for c, n in rejected.items()
+            ])
         return f"new_values={added} rejected={sum(rejected.values())}"
 
     def _jobs(self, provider: Provider, backend: str) -> str:
         cursor = self.store.cursor(provider.kind, backend, "jobs")
         since = None if cursor is None else cursor - JOBS_OVERLAP_SECONDS
         jobs = provider.jobs(backend, since)
-        new = self.store.record_jobs(jobs, job_increments, self.clock())
+        new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock())
+        if new is None:
+            # Not recorded, so not counted, and the cursor stays: the next poll asks again.
+            return f"jobs_seen={len(jobs)} state_write_failed=true"
         if jobs:
             newest = max(j.finished_at for j in jobs)
             if cursor is None or newest > cursor:
@@ -130,6 +135,17 @@ class Poller:
         if new:
             self.view.touch()
         return f"jobs_seen={len(jobs)} jobs_new={len(new)}"
+
+    def _persist(self, what: str, fn, *args):
+        """Run a store write; on a storage fault (disk full, read-only, I/O error) count it,
+        log it and return None instead of failing the poll."""
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            self.store.note_write_failure()
+            self.view.touch()
+            log.error('msg="state write failed; serving from memory" what=%s error="%s"', what, exc)
+            return None
 
     # --- bookkeeping ----------------------------------------------------------------------------
     def _run(self, provider: Provider, backend: str, collector: str, fn) -> None:

@@ -109,6 +109,7 @@ class Store:
             ) from None
         except OSError as exc:
             raise StateError(f"state file {self.path}: {exc.strerror or exc}") from None
+        self.write_failures = 0
         self._counters: dict[tuple[str, LabelKey], float] = {}
         for name, labels, value in self._db.execute("SELECT name, labels, value FROM counters"):
             self._counters[(name, tuple(tuple(p) for p in json.loads(labels)))] = value
@@ -235,7 +236,14 @@ class Store:
 
     def counters(self) -> dict[tuple[str, LabelKey], float]:
         with self._lock:
-            return dict(self._counters)
+            out = dict(self._counters)
+        # Kept in memory only: when writes fail, this is the one number that cannot be saved.
+        out[("qpu_exporter_state_write_failures_total", ())] = float(self.write_failures)
+        return out
+
+    def note_write_failure(self) -> None:
+        with self._lock:
+            self.write_failures += 1
 
     def job_ids(self, provider: str, backend: str) -> set[str]:
         with self._lock:

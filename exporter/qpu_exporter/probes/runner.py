@@ -68,7 +68,7 @@ def calibration_subset(snap: CalibrationSnapshot, qubits: tuple[int, ...]) -> Ca
     )
 
 
-def _survival(counts: dict[str, int], n: int) -> tuple[float, int]:
+def survival_of(counts: dict[str, int], n: int) -> tuple[float, int]:
     from ..rb.cli_fit import is_all_zeros_outcome
 
     total = sum(counts.values())
@@ -410,7 +410,7 @@ def fit_record(record: dict) -> tuple[dict | None, str]:
     n = record["design"]["num_qubits"]
     lengths, surv, shots, flags = [], [], [], []
     for s in seqs:
-        y, total = _survival(s["counts"], n)
+        y, total = survival_of(s["counts"], n)
         lengths.append(s["length"])
         surv.append(y)
         shots.append(total)

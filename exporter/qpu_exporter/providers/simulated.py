@@ -72,7 +72,7 @@ JOBS_PER_HOUR = 12.0
 JOB_FAIL_P, JOB_CANCEL_P = 0.03, 0.01
 USD_PER_QPU_SECOND = 1.60  # IBM pay-as-you-go list price, $96 per QPU minute
 ERROR_CLASSES = ("execution_error", "timeout", "invalid_input", "internal_error")
-JOB_WINDOW = 2 * DAY  # jobs are generated for steps at most this far back
+JOB_WINDOW = 7 * DAY  # how far back finished jobs can still be listed (like a provider's job history)
 
 
 def _backend_salt(name: str) -> int:
