@@ -389,3 +389,25 @@ def test_unpriced_device_costs_zero_not_a_crash():
     _search_pages(rig.stub("eu-north-1"), fx["tasks"][:2], page=100)
     jobs = rig.provider.jobs("Garnet", None)
     assert len(jobs) == 2 and all(j.cost_usd == 0.0 for j in jobs)
+
+
+def test_braket_records_are_exported_under_the_common_metric_names():
+    from conftest import parse_samples
+    from qpu_exporter.exposition import families
+    from qpu_exporter.model import BackendInfo
+    from qpu_exporter.quality import validate_snapshot
+    from qpu_exporter.textformat import render
+    from qpu_exporter.view import FleetView
+
+    view = FleetView()
+    for name in ("Garnet", "Ankaa-3"):
+        snap, _ = validate_snapshot(_calibration(name))
+        view.set_backend(BackendInfo("braket", name, len(snap.qubits), "test"))
+        view.set_calibration(("braket", name), snap)
+    samples = parse_samples(render(families(view.copy(), {}, version="t", revision="t", daily_budget_usd=1)).decode())
+    for name in ("Garnet", "Ankaa-3"):
+        t1 = [v for n, lab, v in samples if n == "qpu_qubit_t1_seconds" and lab["backend"] == name]
+        err = [v for n, lab, v in samples if n == "qpu_gate_error_ratio" and lab["backend"] == name]
+        assert t1 and all(1e-6 < v < 1e-2 for v in t1), name
+        assert err and all(0 < v < 1 for v in err), name
+        assert all(lab["provider"] == "braket" for n, lab, _ in samples if lab.get("backend") == name)

@@ -361,3 +361,35 @@ def test_no_error_message_carries_the_token(stub, caplog):
         err = _poll_fails(p)
         assert TOKEN not in str(err)
     assert TOKEN not in caplog.text
+
+
+# --- through the exporter: same metric names as the simulated fleet ------------------------------
+
+def test_ibm_data_is_exported_under_the_common_metric_names(stub, tmp_path):
+    from conftest import parse_samples
+    from qpu_exporter.exposition import families
+    from qpu_exporter.scheduler import Poller
+    from qpu_exporter.store import Store
+    from qpu_exporter.textformat import render
+    from qpu_exporter.view import FleetView
+
+    p = make_provider()
+    store, view = Store(tmp_path / "s.db"), FleetView()
+    poller = Poller([p], store, view, clock=lambda: JOBS_NOW)
+    names = poller.discover(p)
+    assert names
+    for b in names:
+        poller.poll_status(p, b)
+        poller.poll_calibration(p, b)
+        poller.poll_jobs(p, b)
+    text = render(families(view.copy(), store.counters(), version="t", revision="t", daily_budget_usd=1)).decode()
+    samples = parse_samples(text)
+    got = {n for n, lab, _ in samples if lab.get("provider") == "ibm"}
+    for name in ("qpu_backend_up", "qpu_backend_pending_jobs", "qpu_backend_info", "qpu_qubit_t1_seconds",
+                 "qpu_qubit_readout_error_ratio", "qpu_gate_error_ratio", "qpu_gate_operational",
+                 "qpu_jobs_total", "qpu_exporter_collector_success"):
+        assert name in got, name
+    t1 = [v for n, lab, v in samples if n == "qpu_qubit_t1_seconds" and lab["provider"] == "ibm"]
+    assert 1e-5 < statistics.median(t1) < 1e-3
+    assert sum(v for n, lab, v in samples if n == "qpu_jobs_total" and lab["provider"] == "ibm") > 0
+    store.close()
