@@ -10,7 +10,7 @@ import time
 import sqlite3
 from collections import defaultdict
 
-from conftest import parse_samples
+from conftest import parse_samples, wait_until
 
 CYCLES = 50
 CONFIG = """
@@ -55,9 +55,14 @@ def test_sigkill_cycles_lose_nothing(start_exporter, tmp_path):
         # Kill at a random moment from start-up on: during discovery, the first polls, the
         # steady stream of job and calibration writes, or the renderer's first pass.
         ex = start_exporter(CONFIG, state_path=state, ready=False)
-        # Every 17th cycle lives long enough for a probe to finish (the first probe of a
-        # process spends ~8 s synthesising Cliffords), so probe records get killed too.
-        kill_at = time.monotonic() + (rng.uniform(10.0, 14.0) if cycle % 17 == 16 else rng.uniform(1.0, 3.5))
+        # Every 17th cycle lives until a probe has finished (the first probe of a process
+        # spends seconds synthesising Cliffords) and dies just after, while the next probe
+        # reserves budget: probe records and ledger rows get killed too.
+        if cycle % 17 == 16:
+            wait_until(lambda: "probe succeeded" in ex.log(), 90, "a probe to finish")
+            kill_at = time.monotonic() + rng.uniform(0.0, 1.5)
+        else:
+            kill_at = time.monotonic() + rng.uniform(1.0, 3.5)
         acknowledged: dict[str, float] = {}
         while time.monotonic() < kill_at:
             try:  # acknowledged = served on /metrics, hence committed, before the kill
