@@ -52,8 +52,8 @@ class Exporter:
         )
         self.renderer = Renderer(self.view, build)
         self.poller = Poller(self.providers, self.store, self.view, on_calibration=[self.drift.on_calibration])
-        self.scheduler = Scheduler(self.poller, config)
         self.probes = self._probe_runner() if config.probes.enabled else None
+        self.scheduler = Scheduler(self.poller, config, self.probes)
         self.http = ExporterHTTPServer(
             listen, self.renderer, self.view, [p.kind for p in self.providers], __version__, web
         )
@@ -77,23 +77,9 @@ class Exporter:
 
         feed = ProbeFeed()
         feed.load(self.store.latest_probe_results())
-        runner = ProbeRunner(self.providers, self.store, self.config.probes, status_of=status_of,
-                             calibration_of=calibration_of, feed=feed, on_probe_value=self.drift.on_probe,
-                             on_change=self.view.touch)
-
-        def probe_job(provider, backend):
-            runner.trigger(provider, backend)
-
-        def first_probe_at(provider, backend):
-            # A restart does not re-probe early: the next probe is one interval after the last.
-            runner.register_backend(provider.kind, backend)
-            last = self.store.last_probe_started(provider.kind, backend)
-            soon = time.time() + self.config.probes.start_delay
-            return soon if last is None else max(soon, last + self.config.schedule.probe_interval)
-
-        self.scheduler.probe_job = probe_job
-        self.scheduler.first_probe_at = first_probe_at
-        return runner
+        return ProbeRunner(self.providers, self.store, self.config.probes, status_of=status_of,
+                           calibration_of=calibration_of, feed=feed, on_probe_value=self.drift.on_probe,
+                           on_change=self.view.touch)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -214,9 +214,12 @@ def _safe_message(exc: Exception) -> str:
 class Scheduler:
     """Wires Poller methods to APScheduler interval jobs."""
 
-    def __init__(self, poller: Poller, config: Config):
+    def __init__(self, poller: Poller, config: Config, probes=None):
+        """``probes`` (a probes.runner.ProbeRunner, or None) is ticked every probe_interval per
+        backend, starting at its ``first_run_at``; ``trigger`` returns at once."""
         self.poller = poller
         self.config = config
+        self.probes = probes
         sch = config.schedule
         if config.shard is not None:
             poller.shard = parse_shard(config.shard)
@@ -235,17 +238,13 @@ class Scheduler:
             timezone="UTC",
         )
 
-    # Probes (probes/runner.py): ``probe_job(provider, backend)`` returns at once; the first
-    # tick comes ``first_probe_at(provider, backend)`` (unix seconds), then every probe_interval.
-    probe_job: Callable[[Provider, str], None] | None = None
-    first_probe_at: Callable[[Provider, str], float] | None = None
-
     def _schedule_probe(self, provider: Provider, name: str) -> None:
         from datetime import datetime, timezone
 
-        first = self.first_probe_at(provider, name) if self.first_probe_at else time.time()
+        interval = self.config.schedule.probe_interval
+        first = self.probes.first_run_at(provider, name, interval)
         self._sched.add_job(
-            self.probe_job, "interval", seconds=self.config.schedule.probe_interval, args=[provider, name],
+            self.probes.trigger, "interval", seconds=interval, args=[provider, name],
             id=f"probe:{provider.kind}:{name}", replace_existing=True, executor="probes",
             next_run_time=datetime.fromtimestamp(first, timezone.utc),
         )
@@ -283,7 +282,7 @@ class Scheduler:
                 id=f"usage:{provider.kind}", replace_existing=True, next_run_time=_now_dt(),
             )
         for name in names:
-            if self.probe_job is not None:
+            if self.probes is not None:
                 self._schedule_probe(provider, name)
             for collector, fn, interval in plan:
                 self._sched.add_job(

@@ -153,6 +153,15 @@ class ProbeRunner:
         self.on_change()
 
     # --- scheduling --------------------------------------------------------------------------
+    def first_run_at(self, provider: Provider, backend: str, interval: float) -> float:
+        """When a backend's first probe tick is due (Unix seconds). A restart does not re-probe
+        early: the next probe comes one interval after the last one started, so a crash loop
+        cannot spend the budget faster than the schedule."""
+        self.register_backend(provider.kind, backend)
+        last = self.store.last_probe_started(provider.kind, backend)
+        soon = self.clock() + self.cfg.start_delay
+        return soon if last is None else max(soon, last + interval)
+
     def trigger(self, provider: Provider, backend: str) -> None:
         """Scheduler entry point: returns at once; the probe runs on a daemon thread."""
         if self._stop.is_set():
