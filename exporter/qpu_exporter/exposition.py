@@ -56,6 +56,9 @@ REBUILD_SPACING = 4.0
 # Let a burst of view updates (one poll touches the view several times) settle first.
 COALESCE_SECONDS = 0.05
 SWITCH_INTERVAL = 0.001
+# Process metrics (CPU, RSS, open fds) read several /proc files: half of a scrape's Python
+# time at 100k series. Scrapes within this many seconds share one reading, gzip copy included.
+SELF_METRICS_TTL_SECONDS = 1.0
 ZERO_COUNTERS = ("qpu_jobs_total", "qpu_jobs_failed_total", "qpu_jobs_cancelled_total",
                  "qpu_job_usage_seconds_total", "qpu_cost_usd_total")
 
@@ -285,6 +288,8 @@ class Renderer:
         self._thread = threading.Thread(target=self._loop, name="renderer", daemon=True)
         self._self_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._self_registry)
+        self._self_lock = threading.Lock()
+        self._self_cached: tuple[float, bytes, bytes] = (-math.inf, b"", b"")
 
     @property
     def current(self) -> Rendering:
@@ -334,8 +339,17 @@ class Renderer:
                 log.exception("msg=%s", "rendering failed")
                 seen = version
 
-    def self_metrics(self) -> bytes:
-        return textformat.render(self._self_registry.collect())
+    def self_metrics(self) -> tuple[bytes, bytes]:
+        """The exporter's own process metrics as (text, gzip member), at most
+        SELF_METRICS_TTL_SECONDS old; concurrent scrapes wait for one reading, not ten."""
+        with self._self_lock:
+            taken, text, gzipped = self._self_cached
+            now = time.monotonic()
+            if now - taken >= SELF_METRICS_TTL_SECONDS:
+                text = textformat.render(self._self_registry.collect())
+                gzipped = gzip.compress(text, 1)
+                self._self_cached = (now, text, gzipped)
+            return text, gzipped
 
 
 def accepts_gzip(accept_encoding: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import html
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -47,6 +48,24 @@ def is_ready(v: ViewCopy, provider_kinds: list[str]) -> bool:
     return True
 
 
+def send_all(sock: socket.socket, parts: tuple[bytes, ...]) -> None:
+    """Write every part, in order, with as few system calls as the kernel allows (sendmsg
+    gathers them; a partial send resumes where it stopped). TLS sockets cannot gather."""
+    if isinstance(sock, ssl.SSLSocket):
+        for p in parts:
+            sock.sendall(p)
+        return
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        sent = sock.sendmsg(views)
+        while sent:
+            if sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
+
+
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -58,8 +77,6 @@ class ExporterHTTPServer(ThreadingHTTPServer):
                  web: WebConfig | None = None):
         host = address[0]
         if ":" in host:
-            import socket
-
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.renderer = renderer
@@ -70,6 +87,12 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.web = web or WebConfig()
 
     def process_request_thread(self, request, client_address):
+        # No Nagle: the last segment of a response must not wait for the client's delayed
+        # ACK (a 40 ms stall per keep-alive scrape).
+        try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         # The TLS handshake runs in the request's own thread, so a slow or hostile client
         # cannot stall the accept loop.
         if self.web.tls is not None:
@@ -96,14 +119,18 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug('msg="http request" client=%s request="%s"', self.client_address[0], format % args)
 
     def _send(self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self._respond(code, (body,), {"Content-Type": content_type, **(extra or {})})
+
+    def _respond(self, code: int, parts: tuple[bytes, ...], headers: dict[str, str]) -> None:
+        """Status line, headers and body in one scatter-gather write: each separate write is
+        a GIL hand-off that can wait behind a rebuild or a poll, and the body is never
+        concatenated (50 concurrent scrapes would each copy the multi-megabyte body)."""
+        self.log_request(code)
+        lines = [f"{self.protocol_version} {code} {self.responses[code][0]}",
+                 f"Server: {self.version_string()}", f"Date: {self.date_time_string()}",
+                 *(f"{k}: {v}" for k, v in headers.items()), f"Content-Length: {sum(len(p) for p in parts)}"]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        send_all(self.connection, (head,) if self.command == "HEAD" else (head, *parts))
 
     def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
@@ -136,28 +163,15 @@ class _Handler(BaseHTTPRequestHandler):
         # (Prometheus 2.42 lists it after OpenMetrics) accepts it, and one format keeps
         # exactly two pre-rendered copies (text, gzip) in memory. docs/performance.md.
         current = self.server.renderer.current
-        live = self.server.renderer.self_metrics()
+        live_text, live_gzipped = self.server.renderer.self_metrics()
         headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
         if accepts_gzip(self.headers.get("Accept-Encoding", "")):
             # Two gzip members back to back form one valid gzip stream (RFC 1952 §2.2).
-            parts = (current.gzipped, gzip.compress(live, 1))
+            parts = (current.gzipped, live_gzipped)
             headers["Content-Encoding"] = "gzip"
         else:
-            parts = (current.text, live)
-        # Written piece by piece: concatenating would copy the multi-megabyte body once per
-        # scrape (50 concurrent scrapes, 50 copies). No Nagle: a small last piece must not
-        # wait for the client's delayed ACK (a 40 ms stall per keep-alive scrape).
-        import socket  # (module imports are shared with the TLS work; kept local here)
-
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.send_response(200)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(sum(len(p) for p in parts)))
-        self.end_headers()
-        if self.command != "HEAD":
-            for p in parts:
-                self.wfile.write(p)
+            parts = (current.text, live_text)
+        self._respond(200, parts, headers)
 
     def _landing(self) -> str:
         v = self.server.view.copy()
