@@ -66,6 +66,9 @@ and on ({PBQ})
 and on ({PBGQ})
 abs(max by ({PBGQ}) (qpu_probe_gate_error_ratio) - max by ({PBGQ}) (qpu_gate_error_ratio))
   >= {number(dis['min_abs_difference'], 'probes.disagreement.min_abs_difference')}
+and on ({PBGQ})
+abs(max by ({PBGQ}) (qpu_probe_gate_error_ratio) - max by ({PBGQ}) (qpu_gate_error_ratio))
+  > {number(dis['min_sigma'], 'probes.disagreement.min_sigma')} * max by ({PBGQ}) (qpu_probe_gate_error_stderr_ratio)
 """,
             for_=for_duration(dis, "probes.disagreement"),
             severity="ticket",
@@ -74,7 +77,8 @@ abs(max by ({PBGQ}) (qpu_probe_gate_error_ratio) - max by ({PBGQ}) (qpu_gate_err
             description=(
                 'The probe measures {{ $value | printf "%.2f" }}x the provider-reported {{ $labels.gate }} error '
                 "on qubits {{ $labels.qubits }} of {{ $labels.provider }}/{{ $labels.backend }} "
-                f"(allowed {dis['ratio_low']}x to {dis['ratio_high']}x)."
+                f"(allowed {dis['ratio_low']}x to {dis['ratio_high']}x), by more than "
+                f"{dis['min_sigma']} standard errors of the probe."
             ),
             links=links,
             dashboard=links.dashboard("qubit"),
