@@ -172,6 +172,11 @@ class IbmProviderConfig(_Strict):
     max_job_metrics_per_poll: int = Field(default=50, ge=0, le=10000)
     price_table: Path | None = None  # default: the shipped illustrative table
     usd_per_qpu_second: float | None = Field(default=None, ge=0)  # overrides the table
+    # Probe jobs (SamplerV2, job mode): how long one submission may wait for its job to
+    # finish (queue + run) before it is cancelled and reported as a timeout; keep it below
+    # the probe runner's 1 h lease. How often the job's state is polled meanwhile.
+    probe_timeout: Duration = Field(default=1800.0, gt=0, le=86400)
+    probe_poll_interval: Duration = Field(default=5.0, ge=0.1, le=600)
 
 
 class BraketProviderConfig(_Strict):
@@ -186,6 +191,15 @@ class BraketProviderConfig(_Strict):
     # GetQuantumTask calls per poll and device, to learn why FAILED tasks failed.
     max_failure_lookups_per_poll: int = Field(default=20, ge=0, le=10000)
     price_table: Path | None = None  # default: the shipped illustrative table
+    # Probe tasks: results land in s3://probe_s3_bucket/probe_s3_prefix/<task>/results.json
+    # (Braket writes every QPU result to S3; no bucket = probes on Braket are unsupported).
+    # probe_verbatim: translate to the device's native gates inside a verbatim box so the
+    # device compiler cannot merge the RB sequence; false: let Braket compile the program.
+    probe_s3_bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    probe_s3_prefix: str = "qpu-exporter/probes"
+    probe_verbatim: bool = True
+    probe_timeout: Duration = Field(default=1800.0, gt=0, le=86400)
+    probe_poll_interval: Duration = Field(default=5.0, ge=0.1, le=600)
 
     @field_validator("devices")
     @classmethod

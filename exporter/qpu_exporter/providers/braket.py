@@ -27,12 +27,23 @@ results carry only createdAt and endedAt, so queue time is derived from observat
 the first poll that sees a task RUNNING bounds its start (resolution: the jobs interval).
 Cost comes from the price table (per task + per shot, 0 for failed/cancelled tasks).
 Braket bills shots, not QPU time: ``usage_seconds`` is 0.
+
+Probe circuits (``run_circuits``) go through the Braket SDK: one OpenQASM 3 task per
+circuit (``AwsDevice.run``: GetDevice once, CreateQuantumTask per circuit), every task
+polled with GetQuantumTask until final or ``probe_timeout`` (unfinished tasks are then
+cancelled), results read from S3 (``results.json`` under the task's output folder). Qubits
+are always addressed physically (``$N``: no rewiring). With ``probe_verbatim`` (default)
+the gates are translated to the device's native set inside a verbatim box, so the device
+compiler cannot merge an RB sequence into nothing; otherwise the program carries qiskit's
+gates (through a small gate shim) and Braket compiles it. Braket reports bits with
+measured qubit 0 leftmost; counts are re-keyed to qiskit's order (clbit 0 rightmost).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -281,6 +292,146 @@ def failure_class(reason: str | None) -> str:
     return "execution_error"
 
 
+# --- probe programs (pure) -------------------------------------------------------------------
+
+PROBE_TAGS = {"qpu-exporter": "probe"}  # on every probe task, so it can be told apart
+# qiskit's stdgates names that Braket lacks, defined by Braket built-ins (providers.md §6).
+_SHIM = ("gate sx a { v a; }\ngate sxdg a { vi a; }\ngate sdg a { si a; }\ngate tdg a { ti a; }\n"
+         "gate cx a, b { cnot a, b; }\ngate p(l) a { phaseshift(l) a; }\ngate id a { i a; }\n")
+_QASM_INCLUDE = 'include "stdgates.inc";'
+
+
+def _angle(value: float) -> str:
+    value = math.remainder(float(value), 2 * math.pi)  # (-pi, pi]: same rotation, stable text
+    return repr(0.0 if value == 0 else value)
+
+
+def _probe_layout(circuit: Any) -> tuple[list[int], dict[int, int]]:
+    """(physical qubit per logical qubit, physical qubit per clbit index)."""
+    physical = [int(q) for q in (circuit.metadata or {}).get("physical_qubits", ())]
+    if len(physical) != circuit.num_qubits or len(set(physical)) != len(physical) or min(physical, default=0) < 0:
+        raise provider_error("invalid_input", f"circuit {circuit.name!r}: metadata['physical_qubits'] must name "
+                                              f"{circuit.num_qubits} distinct device qubit(s), got {physical}")
+    qindex = {q: i for i, q in enumerate(circuit.qubits)}
+    cindex = {c: i for i, c in enumerate(circuit.clbits)}
+    measured: dict[int, int] = {}
+    for inst in circuit.data:
+        if inst.operation.name == "measure":
+            measured[cindex[inst.clbits[0]]] = physical[qindex[inst.qubits[0]]]
+        elif measured and inst.operation.name != "barrier":
+            raise provider_error("invalid_input", f"circuit {circuit.name!r}: gates after a measurement are not supported")
+    if not measured:
+        raise provider_error("invalid_input", f"circuit {circuit.name!r} measures nothing")
+    return physical, measured
+
+
+def verbatim_program(circuit: Any, natives: frozenset[str], device: str = "the device") -> str:
+    """OpenQASM 3 for a probe circuit in ``natives`` (the device's native gate names, lower
+    case) inside one verbatim box, on physical qubits. Translations (global phases dropped):
+    sx -> rx(pi/2) | prx(pi/2, -f), x -> rx(pi) | prx(pi, -f); rz -> rz when native, else a
+    virtual Z: the frame f it accumulates is folded into the phase of later prx pulses
+    (Rz(f) then PRX(t, p) equals PRX(t, p - f) then Rz(f); cz commutes with Rz; a trailing
+    Rz does not change Z-basis counts). Other gates must be native; barriers are dropped
+    (nothing inside a verbatim box is merged or reordered)."""
+    physical, measured = _probe_layout(circuit)
+    qindex = {q: i for i, q in enumerate(circuit.qubits)}
+    frame = dict.fromkeys(physical, 0.0)
+    body: list[str] = []
+
+    def unsupported(name: str) -> ProviderError:
+        return provider_error("unsupported", f"{name} has no translation to {device}'s native gates "
+                                             f"({', '.join(sorted(natives))}); set probe_verbatim: false to let "
+                                             "Braket compile the probe (it may merge the RB sequence)")
+
+    for inst in circuit.data:
+        name = inst.operation.name
+        qs = [physical[qindex[q]] for q in inst.qubits]
+        operands = ", ".join(f"${q}" for q in qs)
+        if name in ("barrier", "measure"):
+            continue
+        if name == "rz":
+            if "rz" in natives:
+                body.append(f"rz({_angle(inst.operation.params[0])}) {operands};")
+            elif "prx" in natives:
+                frame[qs[0]] += float(inst.operation.params[0])
+            else:
+                raise unsupported(name)
+        elif name in ("sx", "x"):
+            theta = math.pi / 2 if name == "sx" else math.pi
+            if "rx" in natives and ("rz" in natives or "prx" not in natives):
+                body.append(f"rx({_angle(theta)}) {operands};")
+            elif "prx" in natives:
+                body.append(f"prx({_angle(theta)}, {_angle(-frame[qs[0]])}) {operands};")
+            else:
+                raise unsupported(name)
+        elif name in natives and not inst.operation.params and name in ("cz", "ecr", "iswap", "cnot"):
+            body.append(f"{name} {operands};")
+        elif name == "cx" and "cnot" in natives:
+            body.append(f"cnot {operands};")
+        else:
+            raise unsupported(name)
+    lines = ["OPENQASM 3.0;", f"bit[{circuit.num_clbits}] c;", "#pragma braket verbatim", "box{", *body, "}"]
+    lines += [f"c[{i}] = measure ${measured[i]};" for i in sorted(measured)]
+    return "\n".join(lines) + "\n"
+
+
+def compiled_program(circuit: Any) -> str:
+    """OpenQASM 3 for Braket's compiler: qiskit.qasm3 with the stdgates include replaced by
+    a shim of Braket built-ins (ecr is a Braket built-in: emitted without a definition),
+    and the logical register rewritten to the physical qubits ($N), which Braket does not
+    rewire. Barriers are kept as a hint; the device compiler may still merge gates."""
+    from qiskit import qasm3
+
+    physical, _ = _probe_layout(circuit)
+    if len(circuit.qregs) != 1 or len(circuit.qregs[0]) != circuit.num_qubits:
+        raise provider_error("invalid_input", f"circuit {circuit.name!r}: need exactly one quantum register")
+    reg = circuit.qregs[0].name
+    source = qasm3.dumps(circuit, basis_gates=("U", "ecr"))
+    if _QASM_INCLUDE not in source:
+        raise provider_error("invalid_input", f"circuit {circuit.name!r}: unexpected OpenQASM export")
+    source = source.replace(_QASM_INCLUDE, _SHIM.rstrip("\n"))
+    source = re.sub(rf"^qubit\[\d+\] {re.escape(reg)};\n", "", source, flags=re.M)
+    return re.sub(rf"\b{re.escape(reg)}\[(\d+)\]", lambda m: f"${physical[int(m.group(1))]}", source)
+
+
+def counts_in_qiskit_order(counts: dict[str, int], measured_qubits: list[int], clbit_qubits: dict[int, int],
+                           num_clbits: int, operation: str) -> dict[str, int]:
+    """Braket counts (one character per entry of ``measured_qubits``, first = leftmost) ->
+    qiskit keys (one character per clbit, clbit 0 rightmost); unmeasured clbits read 0."""
+    position = {int(q): i for i, q in enumerate(measured_qubits)}
+    missing = sorted(set(clbit_qubits.values()) - set(position))
+    if missing:
+        raise provider_error("malformed", f"{operation}: qubits {missing} were not measured")
+    out: dict[str, int] = {}
+    for key, n in counts.items():
+        if len(key) != len(measured_qubits):
+            raise provider_error("malformed", f"{operation}: a {len(key)}-bit outcome for {len(measured_qubits)} qubits")
+        bits = "".join(key[position[clbit_qubits[i]]] if i in clbit_qubits else "0" for i in reversed(range(num_clbits)))
+        out[bits] = out.get(bits, 0) + int(n)
+    return out
+
+
+def _task_id(task: Any) -> str:
+    """The task's id without the account-bearing ARN prefix."""
+    return str(getattr(task, "id", "")).rsplit("/", 1)[-1]
+
+
+def _regional_session(base: Any, region: str) -> Any:
+    """``base`` itself when it is in ``region``, else a boto3 session there with the same
+    credentials (the rules of the SDK's own ``AwsSession.copy_session``)."""
+    import boto3
+
+    if base.region_name == region:
+        return base
+    creds = base.get_credentials()
+    profile = base.profile_name if base.profile_name != "default" else None
+    if creds is not None and creds.method == "explicit":
+        frozen = creds.get_frozen_credentials()
+        return boto3.Session(aws_access_key_id=frozen.access_key, aws_secret_access_key=frozen.secret_key,
+                             aws_session_token=frozen.token, region_name=region)
+    return boto3.Session(region_name=region, profile_name=profile)
+
+
 def region_of(arn: str, default: str) -> str:
     parts = arn.split(":")
     return parts[3] if len(parts) > 3 and parts[3] else default
@@ -326,6 +477,7 @@ class BraketProvider(Provider):
         self._records: OrderedDict[str, JobRecord] = OrderedDict()
         self._unpriced: set[str] = set()
         self._prices = price_table if price_table is not None else load_price_table(config.price_table)
+        self._aws_sessions: dict[str, Any] = {}  # region -> braket.aws.AwsSession (probe tasks)
 
     # --- clients ----------------------------------------------------------------------------
     def client(self, region: str | None = None) -> Any:
@@ -513,6 +665,130 @@ class BraketProvider(Provider):
 
     def close(self) -> None:
         self._clients.clear()
+        self._aws_sessions.clear()
+
+    # --- probe execution -------------------------------------------------------------------------
+    def run_circuits(self, backend, circuits, shots, seed, calibration=None):
+        """One Braket task per probe circuit on the device qubits named by each circuit's
+        ``metadata["physical_qubits"]``; counts per circuit in input order, qiskit bit
+        order. Blocks until every task is final, at most ``probe_timeout`` (then the
+        unfinished ones are cancelled and this raises ``timeout``). A FAILED or CANCELLED
+        task raises ``task_failed``/``task_cancelled`` (the others are cancelled: the
+        runner resubmits the whole probe). ``seed`` and ``calibration`` do not apply."""
+        if not circuits:
+            return []
+        if not self.config.probe_s3_bucket:
+            raise provider_error("unsupported", "Braket probes need probe_s3_bucket: QPU task results are written to S3")
+        deadline = time.monotonic() + self.config.probe_timeout
+        dev = self._device(backend)
+        if dev.capabilities is None:
+            self._refresh(backend)
+        if self.config.probe_verbatim:
+            paradigm = (dev.capabilities or {}).get("paradigm") or {}
+            natives = frozenset(str(g).lower() for g in paradigm.get("nativeGateSet") or [])
+            if not natives:
+                raise provider_error("unsupported", f"{backend} publishes no native gate set; set probe_verbatim: false")
+            programs = [verbatim_program(c, natives, backend) for c in circuits]
+        else:
+            programs = [compiled_program(c) for c in circuits]
+        layouts = [_probe_layout(c)[1] for c in circuits]
+
+        from braket.aws import AwsDevice
+        from braket.ir.openqasm import Program
+
+        session = self._aws_session(dev.region)
+        folder = (self.config.probe_s3_bucket, f"{self.config.probe_s3_prefix.strip('/')}/{backend}")
+        try:
+            device = AwsDevice(dev.arn, aws_session=session)  # GetDevice
+        except Exception as exc:  # noqa: BLE001
+            raise classify_exception(exc, f"device {backend}") from None
+        tasks: list[Any] = []
+        try:
+            for i, source in enumerate(programs):
+                try:
+                    tasks.append(device.run(Program(source=source), s3_destination_folder=folder, shots=int(shots),
+                                            tags=dict(PROBE_TAGS), quiet=True))
+                except Exception as exc:  # noqa: BLE001
+                    raise self._task_fault(exc, f"create probe task {i + 1}/{len(programs)} on {backend}") from None
+            results = [self._await_task(task, backend, deadline) for task in tasks]
+        except ProviderError:
+            self._cancel_unfinished(tasks, backend)
+            raise
+        out = []
+        for i, (result, circuit) in enumerate(zip(results, circuits)):
+            where = f"result of probe task {_task_id(tasks[i])}"
+            try:
+                counts = dict(result.measurement_counts)
+                measured = [int(q) for q in result.measured_qubits]
+            except (AttributeError, TypeError, ValueError):
+                raise provider_error("malformed", f"{where}: no measurement counts") from None
+            keyed = counts_in_qiskit_order(counts, measured, layouts[i], circuit.num_clbits, where)
+            if sum(keyed.values()) != shots:
+                raise provider_error("malformed", f"{where}: {sum(keyed.values())} shots, expected {shots}")
+            out.append(keyed)
+        return out
+
+    def _aws_session(self, region: str) -> Any:
+        """A Braket SDK session on our (bounded, stubbable) braket client for ``region``; the
+        SDK wants a boto session of the same region, carrying the same credentials."""
+        from braket.aws import AwsSession
+
+        client = self.client(region)
+        with self._lock:
+            if region not in self._aws_sessions:
+                base = self._boto_session
+                self._aws_sessions[region] = AwsSession(boto_session=_regional_session(base, region), braket_client=client)
+            return self._aws_sessions[region]
+
+    def _task_fault(self, exc: BaseException, operation: str) -> ProviderError:
+        code = ""
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            code = str((response.get("Error") or {}).get("Code") or "")
+        if code == "ValidationException":  # our program or parameters: a retry cannot help
+            return provider_error("invalid_input", f"{operation}: the service rejected the program ({code})")
+        return classify_exception(exc, operation)
+
+    def _await_task(self, task: Any, backend: str, deadline: float) -> Any:
+        """Poll one task (GetQuantumTask) until final, then read its result from S3."""
+        task_id = _task_id(task)
+        while True:
+            try:
+                meta = task.metadata()
+            except Exception as exc:  # noqa: BLE001
+                raise classify_exception(exc, f"state of probe task {task_id}") from None
+            status = str(meta.get("status") or "").upper()
+            if status == "COMPLETED":
+                break
+            if status == "FAILED":
+                # The class only: a failure reason can quote the submitted program.
+                raise provider_error("task_failed", f"probe task {task_id} on {backend} failed: "
+                                                    f"{failure_class(meta.get('failureReason'))}")
+            if status in ("CANCELLED", "CANCELLING"):
+                raise provider_error("task_cancelled", f"probe task {task_id} on {backend} was cancelled")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise provider_error("timeout", f"probe task {task_id} on {backend} not finished within probe_timeout "
+                                                f"{self.config.probe_timeout:g} s")
+            time.sleep(min(self.config.probe_poll_interval, left))
+        try:
+            result = task.result()  # cached COMPLETED state -> S3 GetObject of results.json
+        except Exception as exc:  # noqa: BLE001
+            raise classify_exception(exc, f"result of probe task {task_id}") from None
+        if result is None:
+            raise provider_error("malformed", f"result of probe task {task_id}: none")
+        return result
+
+    def _cancel_unfinished(self, tasks: list[Any], backend: str) -> None:
+        """Best effort: tasks nobody will read should not spend the device's time."""
+        for task in tasks:
+            try:
+                status = str((task.metadata(use_cached_value=True) or {}).get("status") or "").upper()
+                if status not in _FINAL and status != "CANCELLING":
+                    task.cancel()
+            except Exception as exc:  # noqa: BLE001
+                log.warning('msg="could not cancel probe task" backend=%s task=%s error_kind=%s',
+                            backend, _task_id(task), classify_exception(exc, "cancel").kind)
 
     # --- tasks helpers ---------------------------------------------------------------------------
     def _search_tasks(self, dev: _Device, floor: float) -> list[dict]:

@@ -14,6 +14,13 @@ each endpoint rather than the SDK's object layer, because:
 ``RuntimeClient`` is private API; if a future SDK drops a method we use, polls fail with
 ``unavailable`` and a message naming it (pin-tested against 0.51).
 
+Probe circuits (``run_circuits``) go through the SDK's object layer instead: each circuit
+is re-addressed onto its ``metadata["physical_qubits"]`` in a circuit as wide as the
+device (an ISA circuit: no transpiler pass runs, so barriers and every gate stay as the
+RB generator wrote them), submitted as one ``SamplerV2`` job in job mode (POST /jobs,
+tagged ``qpu-exporter-probe``), polled (GET /jobs/{id}) until final or ``probe_timeout``
+(then cancelled: nobody would read it), and decoded from GET /jobs/{id}/results.
+
 Requests per poll (N backends, M jobs finished since the last poll, P = 100 per page):
 status 1 per backend; calibration 1 per backend; jobs 1 + ceil(M/P) per backend plus one
 ``/jobs/{id}/metrics`` per *newly* finished job (capped by ``max_job_metrics_per_poll``,
@@ -55,6 +62,7 @@ from .prices import PriceTable, load_price_table
 log = logging.getLogger("qpu_exporter.providers.ibm")
 
 TOKEN_ENV = "QISKIT_IBM_TOKEN"
+PROBE_JOB_TAG = "qpu-exporter-probe"  # on every probe job, so it can be told apart in job lists
 JOBS_PAGE_SIZE = 100
 RECORD_CACHE_SIZE = 20000  # finished jobs remembered, so overlapping windows cost no metrics calls
 
@@ -142,6 +150,54 @@ def read_token(config: IbmProviderConfig, environ: dict[str, str] | None = None)
     return token
 
 
+def isa_circuit(circuit: Any, width: int) -> Any:
+    """``circuit`` re-addressed onto its ``metadata["physical_qubits"]`` in a circuit of
+    ``width`` qubits (the device's), instruction by instruction: no transpiler pass, so
+    nothing is merged, cancelled or re-synthesised, and barriers stay. The gates must
+    already be the device's (the SDK's ISA check rejects anything else)."""
+    from qiskit import QuantumCircuit, QuantumRegister
+    from qiskit.circuit import CircuitInstruction
+
+    physical = [int(q) for q in (circuit.metadata or {}).get("physical_qubits", ())]
+    if len(physical) != circuit.num_qubits or len(set(physical)) != len(physical):
+        raise provider_error("invalid_input", f"circuit {circuit.name!r}: metadata['physical_qubits'] must name "
+                                              f"{circuit.num_qubits} distinct qubit(s), got {physical}")
+    if any(not 0 <= q < width for q in physical):
+        raise provider_error("invalid_input", f"circuit {circuit.name!r}: qubits {physical} outside the device's {width}")
+    out = QuantumCircuit(QuantumRegister(width, "q"), *circuit.cregs, name=circuit.name,
+                         global_phase=circuit.global_phase, metadata=dict(circuit.metadata or {}))
+    registered = set(out.clbits)
+    loose = [b for b in circuit.clbits if b not in registered]
+    if loose:
+        out.add_bits(loose)
+    where = {q: out.qubits[physical[i]] for i, q in enumerate(circuit.qubits)}
+    for inst in circuit.data:
+        out._append(CircuitInstruction(inst.operation, tuple(where[q] for q in inst.qubits), inst.clbits))
+    return out
+
+
+def counts_from_result(result: Any, expected: int, shots: int, operation: str) -> list[dict[str, int]]:
+    """Counts per pub (all classical registers joined, qiskit bit order) from a decoded
+    SamplerV2 ``PrimitiveResult``; anything else, or a pub without ``shots`` samples, is
+    malformed: the fit must never see a partial or foreign result."""
+    from qiskit.primitives.containers import PrimitiveResult
+
+    if not isinstance(result, PrimitiveResult):
+        raise provider_error("malformed", f"{operation}: not a sampler result")
+    if len(result) != expected:
+        raise provider_error("malformed", f"{operation}: {len(result)} results for {expected} circuits")
+    out = []
+    for i, pub in enumerate(result):
+        try:
+            counts = {str(k): int(v) for k, v in pub.join_data().get_counts().items()}
+        except (AttributeError, TypeError, ValueError):
+            raise provider_error("malformed", f"{operation}: result {i} holds no measured bits") from None
+        if sum(counts.values()) != shots:
+            raise provider_error("malformed", f"{operation}: result {i} has {sum(counts.values())} shots, expected {shots}")
+        out.append(counts)
+    return out
+
+
 class IbmProvider(Provider):
     kind = "ibm"
 
@@ -163,6 +219,7 @@ class IbmProvider(Provider):
         self._jobs_state: dict[str, _JobsState] = {}
         self._records: OrderedDict[str, JobRecord] = OrderedDict()
         self._prices = price_table if price_table is not None else load_price_table(config.price_table)
+        self._sdk_backends: dict[str, Any] = {}  # name -> IBMBackend (probe submissions)
 
     # --- connection ---------------------------------------------------------------------------
     def _client(self) -> Any:
@@ -213,6 +270,18 @@ class IbmProvider(Provider):
         if session is None:
             return
         session._timeout = (self.config.connect_timeout, self.config.request_timeout)
+        if not getattr(session, "_qpu_exporter_bounded", False):
+            # POST /jobs passes its own 900 s read timeout, overriding the session's: cap
+            # explicit timeouts too, so a probe submission cannot hang past request_timeout.
+            request, bound = session.request, session._timeout
+
+            def bounded_request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+                if kwargs.get("timeout") is not None:
+                    kwargs["timeout"] = bound
+                return request(method, url, *args, **kwargs)
+
+            session.request = bounded_request
+            session._qpu_exporter_bounded = True
         try:
             from requests.adapters import HTTPAdapter
             from urllib3.util.retry import Retry
@@ -371,6 +440,91 @@ class IbmProvider(Provider):
             "period_start": parse_timestamp(raw.get("usage_period_start") or raw.get("period_start")),
             "period_end": parse_timestamp(raw.get("usage_period_end") or raw.get("period_end")),
         }
+
+    # --- probe execution -----------------------------------------------------------------------
+    def run_circuits(self, backend, circuits, shots, seed, calibration=None):
+        """Run probe circuits as one SamplerV2 job (job mode) on the device qubits named by
+        each circuit's ``metadata["physical_qubits"]``; counts per circuit in input order,
+        qiskit bit order. Blocks until the job is final, at most ``probe_timeout`` (then the
+        job is cancelled and this raises ``timeout``). ``seed`` and ``calibration`` do not
+        apply to hardware. Failed/cancelled jobs raise ``job_failed``/``job_cancelled``."""
+        if not circuits:
+            return []
+        deadline = time.monotonic() + self.config.probe_timeout
+        self._client()  # connects (and authenticates) on first use
+        device = self._sdk_backend(backend)
+        try:
+            width = int(device.num_qubits)  # builds the target: GET /properties on first use
+        except Exception as exc:  # noqa: BLE001
+            raise self._fault(exc, f"target of {backend}") from None
+        isa = [isa_circuit(c, width) for c in circuits]
+        job = self._submit(backend, device, isa, shots)
+        job_id = str(job.job_id())
+        self._await_final(job, job_id, backend, deadline)
+        try:
+            result = job.result()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fault(exc, f"result of probe job {job_id}") from None
+        return counts_from_result(result, len(circuits), shots, f"result of probe job {job_id}")
+
+    def _sdk_backend(self, backend: str) -> Any:
+        """The SDK's IBMBackend (its target validates our circuits before they are sent)."""
+        device = self._sdk_backends.get(backend)
+        if device is None:
+            try:
+                device = self._service.backend(backend)
+            except Exception as exc:  # noqa: BLE001
+                if type(exc).__name__ == "QiskitBackendNotFoundError":
+                    raise provider_error("unavailable", f"no IBM backend named {backend!r} for this instance") from None
+                raise self._fault(exc, f"backend {backend}") from None
+            self._sdk_backends[backend] = device
+        return device
+
+    def _submit(self, backend: str, device: Any, isa: list, shots: int) -> Any:
+        from qiskit_ibm_runtime import SamplerV2
+
+        operation = f"submit probe job to {backend}"
+        try:
+            # Default options: no dynamical decoupling, no twirling: RB must see the raw gates.
+            sampler = SamplerV2(mode=device, options={"environment": {"job_tags": [PROBE_JOB_TAG]}})
+            return sampler.run(isa, shots=int(shots))
+        except Exception as exc:  # noqa: BLE001
+            # ISA and faulty-qubit checks run in the SDK before anything is sent: our input
+            # is wrong, so a retry cannot help. Their text names gates and qubits only.
+            if isinstance(exc, ValueError) and not (type(exc).__name__ == "IBMInputValueError" and "instance" in str(exc)):
+                first = " ".join(str(exc).split(". ")[0].split())[:200]
+                raise provider_error("invalid_input", redact(f"{operation}: {first}", [self._token])) from None
+            raise self._fault(exc, operation) from None
+
+    def _await_final(self, job: Any, job_id: str, backend: str, deadline: float) -> None:
+        timeout = max(0.0, deadline - time.monotonic())
+        try:
+            job.wait_for_final_state(timeout=timeout, poll_interval=self.config.probe_poll_interval)
+        except Exception as exc:  # noqa: BLE001
+            if type(exc).__name__ != "RuntimeJobTimeoutError":
+                raise self._fault(exc, f"state of probe job {job_id}") from None
+            self._cancel(job, job_id, backend)
+            raise provider_error(
+                "timeout", f"probe job {job_id} on {backend} not finished within probe_timeout "
+                f"{self.config.probe_timeout:g} s; cancelled",
+            ) from None
+        status = str(getattr(job.status(), "name", job.status())).upper()  # final: cached, no request
+        if status in ("ERROR", "FAILED"):
+            code = _reason_code({"reason_code": getattr(job, "_reason_code", None)})
+            # The class and numeric code only: IBM's reason text can quote the submitted program.
+            raise provider_error(
+                "job_failed", f"probe job {job_id} on {backend} failed: {error_class(JOB_FAILED, code)}"
+                + ("" if code is None else f" (reason code {code})"),
+            )
+        if status in ("CANCELLED", "CANCELED"):
+            raise provider_error("job_cancelled", f"probe job {job_id} on {backend} was cancelled")
+
+    def _cancel(self, job: Any, job_id: str, backend: str) -> None:
+        try:
+            job.cancel()
+        except Exception as exc:  # noqa: BLE001 - best effort; the timeout is what we report
+            log.warning('msg="could not cancel timed-out probe job" backend=%s job=%s error_kind=%s',
+                        backend, job_id, self._fault(exc, "cancel").kind)
 
     def close(self) -> None:
         service, self._service = self._service, None
