@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from ..model import CalibrationSnapshot
 
 ONE_QUBIT_BASIS = ("sx", "x")
+# Braket reports one randomized-benchmarking figure per qubit instead of per-gate errors. Its
+# provider translates sx/x circuits to the device's native pulses (docs/providers.md), so a
+# qubit with such a figure is probed like one with an sx calibration.
+ONE_QUBIT_RB_FIGURES = ("1q_rb", "1q_srb")
 TWO_QUBIT_GATES = ("ecr", "cz", "cx")
 # Qubit data a probe's design and noise model need; a qubit without it is not auto-probed.
 REQUIRED_QUBIT_VALUES = ("t1", "t2", "readout_error")
@@ -32,6 +36,8 @@ def basis_gates_of(snap: CalibrationSnapshot) -> tuple[str, ...]:
     """The probe basis: rz (virtual) plus the 1q and 2q gates the calibration lists."""
     names = {g.gate for g in snap.gates}
     basis = ["rz"] + [g for g in ONE_QUBIT_BASIS if g in names]
+    if len(basis) == 1 and names & set(ONE_QUBIT_RB_FIGURES):
+        basis += ONE_QUBIT_BASIS
     two = [g for g in TWO_QUBIT_GATES if g in names]
     return tuple(basis + two[:1])
 
@@ -42,8 +48,9 @@ def two_qubit_gate_of(snap: CalibrationSnapshot) -> str | None:
 
 
 def _good_qubits(snap: CalibrationSnapshot) -> list[int]:
-    sx_ok = {g.qubits[0] for g in snap.gates if g.gate == "sx" and g.operational and g.error is not None
-             and 0 <= g.error.value < 0.5}
+    one_qubit = ("sx", *ONE_QUBIT_RB_FIGURES)
+    sx_ok = {g.qubits[0] for g in snap.gates if g.gate in one_qubit and len(g.qubits) == 1 and g.operational
+             and g.error is not None and 0 <= g.error.value < 0.5}
     return sorted(q.qubit for q in snap.qubits
                   if q.operational and q.qubit in sx_ok and all(k in q.values for k in REQUIRED_QUBIT_VALUES))
 

@@ -47,6 +47,12 @@ def expected_epc(snapshot: CalibrationSnapshot, physical_qubits: Sequence[int], 
             known = True
             per_gate = sum(errs) / len(errs)
             total += count * per_gate * (1.2 if n == 2 else 1.0)
+    if not known and n == 1:
+        # Providers that publish a 1q RB figure instead of gate errors (Braket: 1q_rb, 1q_srb).
+        for figure in ("1q_rb", "1q_srb"):
+            err = expected_gate_error(snapshot, figure, physical_qubits)
+            if err is not None and err > 0:
+                return min(err, 0.3)
     if not known or total <= 0:
         return DEFAULT_EPC[n]
     return min(total, 0.3)
