@@ -166,7 +166,9 @@ def _siegmund_two_sided(k: float, h: float, shift: np.ndarray, scale: np.ndarray
     def one(delta: np.ndarray) -> np.ndarray:
         small = np.abs(delta) < 1e-9
         d = np.where(small, 1.0, delta)
-        val = (np.exp(np.minimum(-2.0 * d * b, 700.0)) + 2.0 * d * b - 1.0) / (2.0 * d * d)
+        # Far from the shift the ARL overflows to inf, which is right: 1/inf adds no alarms.
+        with np.errstate(over="ignore"):
+            val = (np.exp(np.minimum(-2.0 * d * b, 700.0)) + 2.0 * d * b - 1.0) / (2.0 * d * d)
         return np.where(small, b * b, val)
 
     up = one((shift - k) / scale)
