@@ -450,7 +450,6 @@ class IbmProvider(Provider):
         apply to hardware. Failed/cancelled jobs raise ``job_failed``/``job_cancelled``."""
         if not circuits:
             return []
-        deadline = time.monotonic() + self.config.probe_timeout
         self._client()  # connects (and authenticates) on first use
         device = self._sdk_backend(backend)
         try:
@@ -460,7 +459,9 @@ class IbmProvider(Provider):
         isa = [isa_circuit(c, width) for c in circuits]
         job = self._submit(backend, device, isa, shots)
         job_id = str(job.job_id())
-        self._await_final(job, job_id, backend, deadline)
+        # The wait for a submitted job; connecting and submitting are bounded by the
+        # request timeouts.
+        self._await_final(job, job_id, backend, time.monotonic() + self.config.probe_timeout)
         try:
             result = job.result()
         except Exception as exc:  # noqa: BLE001
