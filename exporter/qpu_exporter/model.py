@@ -25,6 +25,10 @@ QUBIT_QUANTITIES: dict[str, tuple[str, str]] = {
     "readout_duration": ("seconds", "Readout (measurement) duration"),
 }
 
+# Calibration "gates" that are a provider's per-qubit 1q randomized-benchmarking figure rather
+# than one gate's error (Braket: RANDOMIZED_BENCHMARKING, SIMULTANEOUS_RANDOMIZED_BENCHMARKING).
+ONE_QUBIT_RB_FIGURES = ("1q_rb", "1q_srb")
+
 # Job states, normalised across providers.
 JOB_DONE = "done"
 JOB_FAILED = "failed"

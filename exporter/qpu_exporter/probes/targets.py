@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import CalibrationSnapshot
+from ..model import ONE_QUBIT_RB_FIGURES, CalibrationSnapshot
 
 ONE_QUBIT_BASIS = ("sx", "x")
-# Braket reports one randomized-benchmarking figure per qubit instead of per-gate errors. Its
-# provider translates sx/x circuits to the device's native pulses (docs/providers.md), so a
-# qubit with such a figure is probed like one with an sx calibration.
-ONE_QUBIT_RB_FIGURES = ("1q_rb", "1q_srb")
+# Braket reports one randomized-benchmarking figure per qubit (ONE_QUBIT_RB_FIGURES) instead
+# of per-gate errors. Its provider translates sx/x circuits to the device's native pulses
+# (docs/providers.md), so a qubit with such a figure is probed like one with an sx calibration.
 TWO_QUBIT_GATES = ("ecr", "cz", "cx")
 # Qubit data a probe's design and noise model need; a qubit without it is not auto-probed.
 REQUIRED_QUBIT_VALUES = ("t1", "t2", "readout_error")

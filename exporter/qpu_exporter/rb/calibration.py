@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..model import CalibrationSnapshot
+from ..model import ONE_QUBIT_RB_FIGURES, CalibrationSnapshot
 from .circuits import mean_gates_per_clifford
 from .noise import gate_calibration
 
@@ -48,8 +48,8 @@ def expected_epc(snapshot: CalibrationSnapshot, physical_qubits: Sequence[int], 
             per_gate = sum(errs) / len(errs)
             total += count * per_gate * (1.2 if n == 2 else 1.0)
     if not known and n == 1:
-        # Providers that publish a 1q RB figure instead of gate errors (Braket: 1q_rb, 1q_srb).
-        for figure in ("1q_rb", "1q_srb"):
+        # Providers that publish a 1q RB figure instead of gate errors.
+        for figure in ONE_QUBIT_RB_FIGURES:
             err = expected_gate_error(snapshot, figure, physical_qubits)
             if err is not None and err > 0:
                 return min(err, 0.3)
