@@ -193,6 +193,33 @@ def test_two_probes_never_overlap_on_a_backend(tmp_path):
     assert _counter(store, "qpu_probe_runs_total") == 1
 
 
+def test_the_lease_outlives_slow_remote_jobs_and_their_retries(tmp_path):
+    """A provider whose jobs may wait 3 h: each attempt takes 2.5 h and the first fails. The
+    lease is renewed before each submission for as long, so another process never gets in."""
+    now = [time.time()]
+    other = Store(tmp_path / "state.db")
+    taken = []
+
+    class SlowRemote(FakeExecutor):
+        def probe_wait_seconds(self):
+            return 3 * 3600.0
+
+        def run_circuits(self, backend, circuits, shots, seed, calibration=None):
+            now[0] += 2.5 * 3600  # the job's queue and run time
+            # Another process (its own Store on the same file) tries the backend meanwhile.
+            taken.append(other.acquire_probe_lease("simulated", backend, "someone-else", now[0], 60))
+            return super().run_circuits(backend, circuits, shots, seed, calibration)
+
+    prov = SlowRemote(fail_first=1)
+    runner, store = _runner(tmp_path, prov, clock=lambda: now[0])
+    [out] = runner.probe_backend(prov, BACKEND, targets=[TARGET])
+    assert out.status == "ok" and prov.calls == 2, out.reason
+    assert taken == [False, False]
+    # Released at the end: the other process gets it at once.
+    assert other.acquire_probe_lease("simulated", BACKEND, "someone-else", now[0], 60)
+    other.close()
+
+
 def test_auto_targets_are_operational_native_and_spread():
     snap = _sim().calibration(BACKEND)
     targets = auto_targets(snap, 3, 1)

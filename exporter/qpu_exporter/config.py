@@ -173,8 +173,9 @@ class IbmProviderConfig(_Strict):
     price_table: Path | None = None  # default: the shipped illustrative table
     usd_per_qpu_second: float | None = Field(default=None, ge=0)  # overrides the table
     # Probe jobs (SamplerV2, job mode): how long one submission may wait for its job to
-    # finish (queue + run) before it is cancelled and reported as a timeout; keep it below
-    # the probe runner's 1 h lease. How often the job's state is polled meanwhile.
+    # finish (queue + run) before it is cancelled and reported as a timeout (the probe
+    # runner's lease on the backend is renewed to cover it). How often the job's state is
+    # polled meanwhile.
     probe_timeout: Duration = Field(default=1800.0, gt=0, le=86400)
     probe_poll_interval: Duration = Field(default=5.0, ge=0.1, le=600)
 

@@ -35,7 +35,10 @@ log = logging.getLogger("qpu_exporter.probe")
 # qiskit logs every transpiler pass at INFO; probes transpile small pieces often.
 logging.getLogger("qiskit").setLevel(logging.WARNING)
 
-LEASE_SECONDS = 3600.0  # a crashed holder's lease expires after this
+# A crashed holder's lease expires this long after its last renewal. The lease is renewed
+# before every attempt for this plus twice the provider's own wait limit (an attempt submits
+# the RB circuits, then the agreement circuit), so a slow job never outlives it.
+LEASE_SECONDS = 3600.0
 RECORD_VERSION = 1
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -213,8 +216,7 @@ class ProbeRunner:
             self.skipped(kind, backend, "busy")
             return []
         try:
-            if not self.store.acquire_probe_lease(kind, backend, self.holder, self.clock(), LEASE_SECONDS,
-                                                  holder_dead=lease_holder_dead):
+            if not self._hold_lease(provider, backend):
                 self.skipped(kind, backend, "busy", "detail=another_process")
                 return []
             try:
@@ -230,6 +232,12 @@ class ProbeRunner:
                 self.store.release_probe_lease(kind, backend, self.holder)
         finally:
             lock.release()
+
+    def _hold_lease(self, provider: Provider, backend: str) -> bool:
+        """Take or renew the backend's probe lease; False when another live process holds it."""
+        ttl = LEASE_SECONDS + 2 * provider.probe_wait_seconds()
+        return self.store.acquire_probe_lease(provider.kind, backend, self.holder, self.clock(), ttl,
+                                              holder_dead=lease_holder_dead)
 
     def run_target(self, provider: Provider, target: ProbeTarget, snap: CalibrationSnapshot,
                    progress: Progress | None = None) -> ProbeOutcome:
@@ -290,6 +298,10 @@ class ProbeRunner:
         record["sequences"] = [c.metadata() for c in circuits["rb"]]
         attempts, spent_shots, spent_usd = 1, shots, usd
         while True:
+            if not self._hold_lease(provider, backend):  # only if a renewal came too late
+                record["attempts"] = attempts
+                return self._finish(target, started, t0, "failed", "another process took the backend's probe lease",
+                                    record, spent_shots, spent_usd, attempts, snap)
             try:
                 if progress:
                     progress("run", 0, 1)

@@ -73,5 +73,10 @@ class Provider(abc.ABC):
         reproducible. Blocking. Providers that cannot execute raise ProviderError("unsupported")."""
         raise ProviderError("unsupported", f"the {self.kind} provider cannot run probe circuits in this version")
 
+    def probe_wait_seconds(self) -> float:
+        """The longest one ``run_circuits`` call may wait for remote jobs (queue and run), so
+        the probe runner holds the backend's lease at least that long. 0: nothing remote."""
+        return 0.0
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions or threads."""

@@ -479,6 +479,9 @@ class BraketProvider(Provider):
         self._prices = price_table if price_table is not None else load_price_table(config.price_table)
         self._aws_sessions: dict[str, Any] = {}  # region -> braket.aws.AwsSession (probe tasks)
 
+    def probe_wait_seconds(self) -> float:
+        return self.config.probe_timeout
+
     # --- clients ----------------------------------------------------------------------------
     def client(self, region: str | None = None) -> Any:
         """The boto3 braket client for a region (device ARNs are regional), with bounded

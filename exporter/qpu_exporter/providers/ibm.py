@@ -221,6 +221,9 @@ class IbmProvider(Provider):
         self._prices = price_table if price_table is not None else load_price_table(config.price_table)
         self._sdk_backends: dict[str, Any] = {}  # name -> IBMBackend (probe submissions)
 
+    def probe_wait_seconds(self) -> float:
+        return self.config.probe_timeout
+
     # --- connection ---------------------------------------------------------------------------
     def _client(self) -> Any:
         """The SDK's authenticated RuntimeClient; the service is built on first use so a bad
