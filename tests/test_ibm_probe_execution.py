@@ -15,16 +15,19 @@ import re
 import time
 import zlib
 
+from urllib.parse import parse_qs, urlparse
+
 import numpy as np
 import pytest
 import requests
+import responses
 from test_ibm_provider import API, TOKEN, make_provider, payloads, stub  # noqa: F401 - fixtures
 
 from qpu_exporter.config import ProbesConfig
 from qpu_exporter.probes.runner import ProbeRunner
 from qpu_exporter.probes.targets import ProbeTarget
 from qpu_exporter.providers.base import ProviderError
-from qpu_exporter.providers.ibm import PROBE_JOB_TAG
+from qpu_exporter.providers.ibm import ATTEMPT_TAG_PREFIX, PROBE_JOB_TAG
 from qpu_exporter.rb.circuits import rb_circuits
 from qpu_exporter.store import Store
 
@@ -34,6 +37,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The SamplerV2 class is deprecate
 
 BACKEND = "ibm_sherbrooke"
 BASIS = ("rz", "sx", "x", "ecr")
+JOBS_LIST_URL = re.compile(re.escape(API) + r"/jobs(\?.*)?$")  # the same pattern as the stub fixture's
 JOB_URL = re.compile(re.escape(f"{API}/jobs/") + r"(?P<id>[^/?]+)(?P<rest>/[a-z]+)?(\?.*)?$")
 
 
@@ -73,17 +77,21 @@ class JobServer:
     repeats); ``respond(circuits, shots)`` makes the counts of a completed job from the
     circuits the SDK actually submitted (decoded from the request body)."""
 
-    def __init__(self, rs, respond=None, states=("Queued", "Running", "Completed"), reason=None, reason_code=None):
+    def __init__(self, rs, respond=None, states=("Queued", "Running", "Completed"), reason=None, reason_code=None,
+                 lose_post_response: bool = False):
         self.respond = respond
         self.states = states
         self.reason, self.reason_code = reason, reason_code
+        self.lose_post_response = lose_post_response  # create the job, then time out the response
         self.jobs: dict[str, dict] = {}
         self.bodies: list[dict] = []
         self.cancelled: list[str] = []
+        self.list_queries: list[dict] = []
         self._ids = itertools.count(1)
         rs.add_callback("POST", f"{API}/jobs", callback=self._post)
         rs.add_callback("GET", JOB_URL, callback=self._get)
         rs.add_callback("POST", JOB_URL, callback=self._cancel)
+        rs.replace(responses.CallbackResponse("GET", JOBS_LIST_URL, callback=self._list))
 
     def _post(self, request):
         from qiskit_ibm_runtime import RuntimeDecoder
@@ -92,7 +100,25 @@ class JobServer:
         self.bodies.append(body)
         job_id = f"d2probe{next(self._ids):03d}"
         self.jobs[job_id] = {"body": body, "gets": 0}
+        if self.lose_post_response:
+            return requests.exceptions.ReadTimeout("read timed out")
         return 200, {}, json.dumps({"id": job_id, "backend": body["backend"]})
+
+    def _list(self, request):
+        """GET /jobs: IBM's filters (a job matches when it carries every tag asked for)."""
+        query = parse_qs(urlparse(request.url).query)
+        self.list_queries.append(query)
+        out = []
+        for job_id, job in self.jobs.items():
+            state = self.states[min(job["gets"], len(self.states) - 1)]
+            pending = state in ("Queued", "Running")
+            if query.get("pending") == ["true"] and not pending or query.get("pending") == ["false"] and pending:
+                continue
+            if not set(query.get("tags", [])) <= set(job["body"].get("tags", [])):
+                continue
+            out.append({"id": job_id, "backend": job["body"]["backend"], "status": state,
+                        "state": {"status": state}, "tags": job["body"].get("tags", [])})
+        return 200, {}, json.dumps({"jobs": out, "count": len(out)})
 
     def _state(self, job_id: str) -> dict:
         job = self.jobs[job_id]
@@ -248,6 +274,33 @@ def test_submission_faults_are_classified(stub):
     with pytest.raises(ProviderError) as err:
         fast_provider().run_circuits(BACKEND, rb_1q(5, lengths=(1,)), 100, seed=1)
     assert err.value.kind == "timeout"
+
+
+def test_a_job_created_by_a_submission_whose_response_was_lost_is_cancelled(stub):
+    """POST /jobs reaches IBM and creates the job, but the response is lost (read timeout).
+    The attempt fails as a timeout and the runner will retry: the job left behind is found
+    by the attempt's own tag and cancelled; another queued probe job is never touched."""
+    server = JobServer(stub, states=("Queued",), lose_post_response=True)
+    decoy = {"backend": BACKEND, "tags": [PROBE_JOB_TAG, ATTEMPT_TAG_PREFIX + "0123456789abcdef"]}
+    server.jobs["d2earlier"] = {"body": decoy, "gets": 0}
+    with pytest.raises(ProviderError) as err:
+        fast_provider().run_circuits(BACKEND, rb_1q(5, lengths=(1,)), 100, seed=1)
+    assert err.value.kind == "timeout"
+    [job_id] = [j for j in server.jobs if j != "d2earlier"]
+    tags = server.jobs[job_id]["body"]["tags"]
+    [attempt_tag] = [t for t in tags if t.startswith(ATTEMPT_TAG_PREFIX)]
+    assert PROBE_JOB_TAG in tags and attempt_tag not in decoy["tags"]
+    assert server.list_queries[-1]["tags"] == [attempt_tag] and server.list_queries[-1]["pending"] == ["true"]
+    assert server.cancelled == [job_id]
+
+    # A server that ignores the tag filter still cannot make us cancel a job without our tag.
+    server.jobs.pop(job_id)
+    server.cancelled.clear()
+    server._list = lambda request: (200, {}, json.dumps({"jobs": [{"id": "d2earlier", **decoy}], "count": 1}))
+    stub.replace(responses.CallbackResponse("GET", JOBS_LIST_URL, callback=server._list))
+    with pytest.raises(ProviderError):
+        fast_provider().run_circuits(BACKEND, rb_1q(5, lengths=(1,)), 100, seed=1)
+    assert server.cancelled == []
 
 
 def test_submission_read_timeout_is_bounded_by_request_timeout(stub):

@@ -18,8 +18,12 @@ Probe circuits (``run_circuits``) go through the SDK's object layer instead: eac
 is re-addressed onto its ``metadata["physical_qubits"]`` in a circuit as wide as the
 device (an ISA circuit: no transpiler pass runs, so barriers and every gate stay as the
 RB generator wrote them), submitted as one ``SamplerV2`` job in job mode (POST /jobs,
-tagged ``qpu-exporter-probe``), polled (GET /jobs/{id}) until final or ``probe_timeout``
-(then cancelled: nobody would read it), and decoded from GET /jobs/{id}/results.
+tagged ``qpu-exporter-probe`` and with a tag unique to the attempt), polled (GET
+/jobs/{id}) until final or ``probe_timeout`` (then cancelled: nobody would read it), and
+decoded from GET /jobs/{id}/results. A submission that fails after it may have reached IBM
+(a read timeout, a 5xx) is followed by one lookup of the attempt's tag, and any job IBM
+created anyway is cancelled: the runner is about to retry, and an orphan would spend QPU
+time nobody reads.
 
 Requests per poll (N backends, M jobs finished since the last poll, P = 100 per page):
 status 1 per backend; calibration 1 per backend; jobs 1 + ceil(M/P) per backend plus one
@@ -34,6 +38,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +68,7 @@ log = logging.getLogger("qpu_exporter.providers.ibm")
 
 TOKEN_ENV = "QISKIT_IBM_TOKEN"
 PROBE_JOB_TAG = "qpu-exporter-probe"  # on every probe job, so it can be told apart in job lists
+ATTEMPT_TAG_PREFIX = "qpu-exporter-attempt-"  # plus a random id: finds a job whose POST failed
 JOBS_PAGE_SIZE = 100
 RECORD_CACHE_SIZE = 20000  # finished jobs remembered, so overlapping windows cost no metrics calls
 
@@ -488,9 +494,10 @@ class IbmProvider(Provider):
         from qiskit_ibm_runtime import SamplerV2
 
         operation = f"submit probe job to {backend}"
+        attempt_tag = ATTEMPT_TAG_PREFIX + uuid.uuid4().hex[:16]
         try:
             # Default options: no dynamical decoupling, no twirling: RB must see the raw gates.
-            sampler = SamplerV2(mode=device, options={"environment": {"job_tags": [PROBE_JOB_TAG]}})
+            sampler = SamplerV2(mode=device, options={"environment": {"job_tags": [PROBE_JOB_TAG, attempt_tag]}})
             return sampler.run(isa, shots=int(shots))
         except Exception as exc:  # noqa: BLE001
             # ISA and faulty-qubit checks run in the SDK before anything is sent: our input
@@ -498,7 +505,34 @@ class IbmProvider(Provider):
             if isinstance(exc, ValueError) and not (type(exc).__name__ == "IBMInputValueError" and "instance" in str(exc)):
                 first = " ".join(str(exc).split(". ")[0].split())[:200]
                 raise provider_error("invalid_input", redact(f"{operation}: {first}", [self._token])) from None
-            raise self._fault(exc, operation) from None
+            err = self._fault(exc, operation)
+        if err.kind != "auth":  # the request may have reached IBM and created the job
+            self._cancel_orphans(backend, attempt_tag)
+        raise err
+
+    def _cancel_orphans(self, backend: str, attempt_tag: str) -> None:
+        """Cancel queued or running jobs of a submission whose response was lost (best effort)."""
+        try:
+            page = self._call(f"jobs tagged {attempt_tag}", "jobs_get", limit=10, backend_name=backend,
+                              pending=True, job_tags=[attempt_tag])
+            jobs = page.get("jobs") if isinstance(page, dict) else None
+            if not isinstance(jobs, list):
+                raise provider_error("malformed", f"jobs tagged {attempt_tag}: no job list")
+        except ProviderError as err:
+            log.warning('msg="could not check for a probe job left by a failed submission" backend=%s tag=%s '
+                        'error_kind=%s', backend, attempt_tag, err.kind)
+            return
+        # IBM filters by tag; where a listed job shows its tags they are checked too, so a
+        # server that ignored the filter can never make us cancel somebody else's job.
+        ours = [j for j in jobs if isinstance(j, dict) and j.get("id")
+                and (not isinstance(j.get("tags"), list) or attempt_tag in j["tags"])]
+        for job_id in [str(j["id"]) for j in ours]:
+            try:
+                self._call(f"cancel probe job {job_id}", "job_cancel", job_id)
+                log.warning('msg="cancelled a probe job whose submission failed" backend=%s job=%s', backend, job_id)
+            except ProviderError as err:
+                log.warning('msg="could not cancel a probe job whose submission failed" backend=%s job=%s '
+                            'error_kind=%s', backend, job_id, err.kind)
 
     def _await_final(self, job: Any, job_id: str, backend: str, deadline: float) -> None:
         timeout = max(0.0, deadline - time.monotonic())
