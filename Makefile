@@ -4,22 +4,31 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test install install-dev prometheus-binaries bench clean
+.PHONY: run test install install-dev prometheus-binaries bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "qpu-exporter needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 
-# Stamp files make re-runs instant; they depend on pyproject.toml so a new dependency reinstalls.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Stamp files make re-runs instant; they depend on pyproject.toml and constraints.txt so a new
+# dependency or pin reinstalls. constraints.txt holds the versions CI passed with.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(VENV)/.installed $@
+
+# Re-resolve the newest versions pyproject.toml allows, in a scratch venv, and pin them. Run
+# `make test` afterwards: commit the new constraints only if it passes.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip && .venv-lock/bin/pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
