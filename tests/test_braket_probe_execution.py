@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import urllib3
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
 from test_braket_provider import ARNS, SECRET, Rig, device_payload
 
 from qpu_exporter.providers.base import ProviderError
@@ -54,6 +55,8 @@ class BraketEdge:
         self.states = states or (lambda index, polls: ["QUEUED", "RUNNING", "COMPLETED"][min(polls, 2)])
         self.failure_reason = failure_reason
         self.create_error = create_error
+        self.lose_create_response: set[int] = set()  # create calls (0-based) that create, then time out
+        self.searches: list[dict] = []
         self.tasks: list[dict] = []
         self.cancelled: list[int] = []
         self.s3_reads: list[str] = []
@@ -71,6 +74,8 @@ class BraketEdge:
                 return _response(request.url, 200, json.dumps(device_payload(self.device)).encode())
             if request.method == "POST" and path == "/quantum-task":
                 return self._create(request)
+            if request.method == "POST" and path == "/quantum-tasks":
+                return self._search(request)
             m = re.match(r"^/quantum-task/(?P<arn>.+?)(?P<cancel>/cancel)?$", path)
             if m:
                 task = next(t for t in self.tasks if t["arn"] == m.group("arn"))
@@ -84,13 +89,27 @@ class BraketEdge:
             status, code = self.create_error
             body = json.dumps({"message": f"rejected; key {SECRET}"}).encode()
             return _response(request.url, status, body, headers={"x-amzn-ErrorType": f"{code}:http://internal/"})
-        params = json.loads(request.body)
+        task = self.add_task(json.loads(request.body))
+        if task["index"] in self.lose_create_response:  # created, but the answer never arrives
+            raise ReadTimeoutError(endpoint_url=request.url)
+        return _response(request.url, 201, json.dumps({"quantumTaskArn": task["arn"]}).encode())
+
+    def add_task(self, params: dict, status: str = "CREATED") -> dict:
         index = next(self._ids) - 1
         task_id = f"{index + 1:08d}-0000-4000-8000-000000000000"
         task = {"index": index, "id": task_id, "arn": f"arn:aws:braket:eu-north-1:{ACCOUNT}:quantum-task/{task_id}",
-                "params": params, "source": json.loads(params["action"])["source"], "polls": 0, "status": "CREATED"}
+                "params": params, "source": json.loads(params["action"])["source"], "polls": 0, "status": status}
         self.tasks.append(task)
-        return _response(request.url, 201, json.dumps({"quantumTaskArn": task["arn"]}).encode())
+        return task
+
+    def _search(self, request):
+        """SearchQuantumTasks: the device filter is applied; the summary carries the folder."""
+        body = json.loads(request.body)
+        self.searches.append(body)
+        device = next(f["values"][0] for f in body["filters"] if f["name"] == "deviceArn")
+        keys = ("quantumTaskArn", "status", "deviceArn", "shots", "outputS3Bucket", "outputS3Directory", "createdAt")
+        found = [{k: self._meta(t)[k] for k in keys} for t in self.tasks if t["params"]["deviceArn"] == device]
+        return _response(request.url, 200, json.dumps({"quantumTasks": found}).encode())
 
     def _meta(self, task) -> dict:
         p = task["params"]
@@ -166,7 +185,9 @@ def test_verbatim_1q_probe_on_garnet(caplog):
     for task, original in zip(edge.tasks, circuits):
         p = task["params"]
         assert (p["deviceArn"], p["shots"], p["outputS3Bucket"]) == (ARNS["Garnet"], 250, BUCKET)
-        assert p["outputS3KeyPrefix"] == f"{PREFIX}/Garnet" and p["tags"] == PROBE_TAGS
+        # One folder per attempt, shared by its tasks: <prefix>/<device>/<16 hex digits>
+        assert re.fullmatch(rf"{PREFIX}/Garnet/[0-9a-f]{{16}}", p["outputS3KeyPrefix"]) and p["tags"] == PROBE_TAGS
+        assert p["outputS3KeyPrefix"] == edge.tasks[0]["params"]["outputS3KeyPrefix"]
         src = task["source"]
         assert "#pragma braket verbatim" in src and "qubit[" not in src
         assert set(re.findall(r"\$(\d+)", src)) == {"5"}  # the physical qubit, nothing else
@@ -249,6 +270,26 @@ def test_create_faults_are_classified(status, code, kind):
     with pytest.raises(ProviderError) as err:
         provider.run_circuits("Garnet", rb_1q(5, lengths=(1,)), 100, seed=1)
     assert err.value.kind == kind and SECRET not in str(err.value)
+
+
+def test_a_task_created_by_a_call_whose_response_was_lost_is_cancelled(caplog):
+    """The second CreateQuantumTask reaches Braket, which creates the task, but the response
+    times out: the attempt fails as a timeout, the first task (whose handle we hold) and the
+    lost one (found under the attempt's own S3 folder) are cancelled; a queued probe task of
+    an earlier attempt is left alone."""
+    provider, edge = garnet(retries=0)
+    earlier = {"deviceArn": ARNS["Garnet"], "shots": 100, "outputS3Bucket": BUCKET,
+               "outputS3KeyPrefix": f"{PREFIX}/Garnet/0123456789abcdef", "action": json.dumps({"source": "x"})}
+    edge.add_task(earlier, status="QUEUED")
+    edge.lose_create_response = {2}
+    with pytest.raises(ProviderError) as err:
+        provider.run_circuits("Garnet", rb_1q(5, lengths=(1, 2, 3)), 100, seed=1)
+    assert err.value.kind == "timeout"
+    assert len(edge.tasks) == 3  # the third circuit was never submitted
+    folder = edge.tasks[1]["params"]["outputS3KeyPrefix"]
+    assert folder.startswith(f"{PREFIX}/Garnet/") and folder == edge.tasks[2]["params"]["outputS3KeyPrefix"]
+    assert len(edge.searches) == 1 and sorted(edge.cancelled) == [1, 2]
+    assert ACCOUNT not in caplog.text and ACCOUNT not in str(err.value)
 
 
 def test_no_bucket_or_no_native_translation_is_unsupported_and_sends_nothing():

@@ -192,7 +192,8 @@ class BraketProviderConfig(_Strict):
     # GetQuantumTask calls per poll and device, to learn why FAILED tasks failed.
     max_failure_lookups_per_poll: int = Field(default=20, ge=0, le=10000)
     price_table: Path | None = None  # default: the shipped illustrative table
-    # Probe tasks: results land in s3://probe_s3_bucket/probe_s3_prefix/<task>/results.json
+    # Probe tasks: results land in
+    # s3://probe_s3_bucket/probe_s3_prefix/<device>/<attempt id>/<task id>/results.json
     # (Braket writes every QPU result to S3; no bucket = probes on Braket are unsupported).
     # probe_verbatim: translate to the device's native gates inside a verbatim box so the
     # device compiler cannot merge the RB sequence; false: let Braket compile the program.

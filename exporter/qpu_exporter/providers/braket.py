@@ -47,6 +47,7 @@ import math
 import re
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -700,7 +701,10 @@ class BraketProvider(Provider):
         from braket.ir.openqasm import Program
 
         session = self._aws_session(dev.region)
-        folder = (self.config.probe_s3_bucket, f"{self.config.probe_s3_prefix.strip('/')}/{backend}")
+        # A folder of this attempt's own: a task whose creation failed can be recognised by it.
+        attempt = uuid.uuid4().hex[:16]
+        folder = (self.config.probe_s3_bucket, f"{self.config.probe_s3_prefix.strip('/')}/{backend}/{attempt}")
+        submitted_at = self.clock()
         try:
             device = AwsDevice(dev.arn, aws_session=session)  # GetDevice
         except Exception as exc:  # noqa: BLE001
@@ -712,7 +716,10 @@ class BraketProvider(Provider):
                     tasks.append(device.run(Program(source=source), s3_destination_folder=folder, shots=int(shots),
                                             tags=dict(PROBE_TAGS), quiet=True))
                 except Exception as exc:  # noqa: BLE001
-                    raise self._task_fault(exc, f"create probe task {i + 1}/{len(programs)} on {backend}") from None
+                    err = self._task_fault(exc, f"create probe task {i + 1}/{len(programs)} on {backend}")
+                    if err.kind not in ("invalid_input", "auth"):  # the service may have created it
+                        self._cancel_lost_tasks(dev, folder, tasks, submitted_at)
+                    raise err from None
             results = [self._await_task(task, backend, deadline) for task in tasks]
         except ProviderError:
             self._cancel_unfinished(tasks, backend)
@@ -792,6 +799,35 @@ class BraketProvider(Provider):
             except Exception as exc:  # noqa: BLE001
                 log.warning('msg="could not cancel probe task" backend=%s task=%s error_kind=%s',
                             backend, _task_id(task), classify_exception(exc, "cancel").kind)
+
+    def _cancel_lost_tasks(self, dev: _Device, folder: tuple[str, str], tasks: list[Any], since: float) -> None:
+        """A CreateQuantumTask whose response was lost (a read timeout, a 5xx after the
+        service accepted it) can still have created its task, which nobody would read. Find
+        unfinished tasks writing under this attempt's folder that we hold no handle for, and
+        cancel them (best effort; the search is by device and creation time, with 5 min of
+        slack for clock skew, since tasks cannot be searched by tag or folder)."""
+        bucket, key = folder
+        known = {str(getattr(t, "id", "")) for t in tasks}
+        try:
+            listed = self._search_tasks(dev, since - 300)
+        except ProviderError as err:
+            log.warning('msg="could not check for probe tasks left by a failed creation" backend=%s error_kind=%s',
+                        dev.name, err.kind)
+            return
+        for task in listed:
+            arn = str(task.get("quantumTaskArn") or "")
+            status = str(task.get("status") or "").upper()
+            if (not arn or arn in known or task.get("outputS3Bucket") != bucket
+                    or not str(task.get("outputS3Directory") or "").startswith(key + "/")
+                    or status in _FINAL or status == "CANCELLING"):
+                continue
+            task_id = arn.rsplit("/", 1)[-1]
+            try:
+                self.client(dev.region).cancel_quantum_task(quantumTaskArn=arn, clientToken=str(uuid.uuid4()))
+                log.warning('msg="cancelled a probe task whose creation failed" backend=%s task=%s', dev.name, task_id)
+            except Exception as exc:  # noqa: BLE001
+                log.warning('msg="could not cancel a probe task whose creation failed" backend=%s task=%s '
+                            'error_kind=%s', dev.name, task_id, classify_exception(exc, "cancel").kind)
 
     # --- tasks helpers ---------------------------------------------------------------------------
     def _search_tasks(self, dev: _Device, floor: float) -> list[dict]:

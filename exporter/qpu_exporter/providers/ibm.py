@@ -507,10 +507,10 @@ class IbmProvider(Provider):
                 raise provider_error("invalid_input", redact(f"{operation}: {first}", [self._token])) from None
             err = self._fault(exc, operation)
         if err.kind != "auth":  # the request may have reached IBM and created the job
-            self._cancel_orphans(backend, attempt_tag)
+            self._cancel_lost_jobs(backend, attempt_tag)
         raise err
 
-    def _cancel_orphans(self, backend: str, attempt_tag: str) -> None:
+    def _cancel_lost_jobs(self, backend: str, attempt_tag: str) -> None:
         """Cancel queued or running jobs of a submission whose response was lost (best effort)."""
         try:
             page = self._call(f"jobs tagged {attempt_tag}", "jobs_get", limit=10, backend_name=backend,
