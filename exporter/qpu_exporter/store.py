@@ -200,7 +200,7 @@ class Store:
         new: list[JobRecord] = []
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            pending: dict[tuple[str, LabelKey], float] = {}
+            increments: list[CounterIncrement] = []
             for j in jobs:
                 cur = self._db.execute(
                     "INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -210,28 +210,29 @@ class Store:
                 if cur.rowcount != 1:
                     continue
                 new.append(j)
-                for name, labels, delta in increments_of(j):
-                    key = (name, _label_key(labels))
-                    pending[key] = pending.get(key, self._counters.get(key, 0.0)) + delta
-            self._db.executemany(
-                "INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
-                [(name, json.dumps(labels), value) for (name, labels), value in pending.items()],
-            )
+                increments.extend(increments_of(j))
+            pending = self._stage_counters(increments)
         # Only after the commit succeeded does the in-memory view move forward.
         self._counters.update(pending)
         return new
 
+    def _stage_counters(self, increments: Iterable[CounterIncrement]) -> dict[tuple[str, LabelKey], float]:
+        """Write counter increments inside the caller's transaction and return the new
+        totals; the caller applies them to the in-memory view only once the commit succeeded."""
+        pending: dict[tuple[str, LabelKey], float] = {}
+        for name, labels, delta in increments:
+            key = (name, _label_key(labels))
+            pending[key] = pending.get(key, self._counters.get(key, 0.0)) + delta
+        self._db.executemany(
+            "INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
+            [(name, json.dumps(labels), value) for (name, labels), value in pending.items()],
+        )
+        return pending
+
     def add_counters(self, increments: Iterable[CounterIncrement]) -> None:
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            pending: dict[tuple[str, LabelKey], float] = {}
-            for name, labels, delta in increments:
-                key = (name, _label_key(labels))
-                pending[key] = pending.get(key, self._counters.get(key, 0.0)) + delta
-            self._db.executemany(
-                "INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
-                [(name, json.dumps(labels), value) for (name, labels), value in pending.items()],
-            )
+            pending = self._stage_counters(increments)
         self._counters.update(pending)
 
     def counters(self) -> dict[tuple[str, LabelKey], float]:
@@ -344,14 +345,7 @@ class Store:
                 (provider, backend, qubits, interleaved, started_at, finished_at, status, reason, int(shots),
                  float(cost_usd), calibration_at, payload),
             )
-            pending: dict[tuple[str, LabelKey], float] = {}
-            for name, labels, delta in increments:
-                key = (name, _label_key(labels))
-                pending[key] = pending.get(key, self._counters.get(key, 0.0)) + delta
-            self._db.executemany(
-                "INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
-                [(name, json.dumps(labels), value) for (name, labels), value in pending.items()],
-            )
+            pending = self._stage_counters(increments)
             run_id = cur.lastrowid
         self._counters.update(pending)
         return run_id
