@@ -148,14 +148,22 @@ def print_table(outcomes, out=sys.stdout) -> None:
             out.write(f"{o.target.qubits_label}: {o.status}: {o.reason}\n")
 
 
-def probe_command(args) -> int:
+def _probe_and_print(args) -> list | None:
+    """Run the probes and print the result table; None (after one error line) on bad usage."""
     try:
         outcomes, store = run_probes(args)
     except UsageError as exc:
         sys.stderr.write(f"qpu-exporter: error: {exc}\n")
-        return 2
+        return None
     print_table(outcomes)
     store.close()
+    return outcomes
+
+
+def probe_command(args) -> int:
+    outcomes = _probe_and_print(args)
+    if outcomes is None:
+        return 2
     return 0 if outcomes and all(o.status == "ok" for o in outcomes) else 1
 
 
@@ -163,13 +171,9 @@ def check_command(args) -> int:
     if not (args.max_epc > 0 and math.isfinite(args.max_epc)):
         sys.stderr.write("qpu-exporter: error: --max-epc: must be a positive number\n")
         return 2
-    try:
-        outcomes, store = run_probes(args)
-    except UsageError as exc:
-        sys.stderr.write(f"qpu-exporter: error: {exc}\n")
+    outcomes = _probe_and_print(args)
+    if outcomes is None:
         return 2
-    print_table(outcomes)
-    store.close()
     verdict = 0
     for o in outcomes:
         if o.status != "ok":
