@@ -6,7 +6,6 @@ landing page formats a copy of the view. Nothing here calls a provider.
 
 from __future__ import annotations
 
-import gzip
 import html
 import logging
 import socket
