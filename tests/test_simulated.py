@@ -205,3 +205,36 @@ def test_jobs_carry_usage_cost_and_failures():
     # Only jobs finished after `since` are returned.
     later = p.jobs("fake_fez", clock.t - 3600 / 3600)
     assert 0 < len(later) < len(jobs)
+
+
+def test_a_cached_rebuild_equals_a_fresh_one_when_one_backend_changed_and_one_left(tmp_path):
+    """The renderer keeps each backend's calibration samples between rebuilds and redoes only
+    the backends whose snapshot changed: the result must equal a rebuild without the cache."""
+    from qpu_exporter import textformat
+
+    provider, clock = make(backends=("fake_fez", "fake_sherbrooke", "fake_boston"))
+    store = Store(tmp_path / "s.db")
+    view = FleetView()
+    poller = Poller([provider], store, view, clock=clock)
+    poller.discover(provider)
+    names = [b.backend for b in provider.backends()]
+    for b in names:
+        poller.poll_calibration(provider, b)
+
+    def render(v, cache):
+        return textformat.render(families(v, store.counters(), version="t", revision="t",
+                                          daily_budget_usd=1, calibration_cache=cache))
+
+    cache: dict = {}
+    first = render(view.copy(), cache)
+    assert first == render(view.copy(), None) and set(cache) == {("simulated", b) for b in names}
+    kept = cache[("simulated", "fake_sherbrooke")]
+    clock.t += 2 * 86400  # two simulated days: fez's values move
+    poller.poll_calibration(provider, "fake_fez")
+    v = view.copy()
+    del v.calibration[("simulated", "fake_boston")]  # a backend whose calibration left the view
+    second = render(v, cache)
+    assert second != first and second == render(v, None)
+    assert cache[("simulated", "fake_sherbrooke")] is kept  # not redone
+    assert ("simulated", "fake_boston") not in cache
+    store.close()

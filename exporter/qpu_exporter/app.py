@@ -13,7 +13,7 @@ from pathlib import Path
 from . import __version__
 from .config import Config
 from .drift_feed import DriftFeed
-from .exposition import Renderer, families
+from .exposition import CalibrationCache, Renderer, families
 from .providers.factory import build_providers
 from .scheduler import Poller, Scheduler
 from .server import ExporterHTTPServer
@@ -47,6 +47,7 @@ class Exporter:
         self.providers = build_providers(config, origin=origin)
         self.view = FleetView()
         self.drift = DriftFeed(config.drift.settings(), self.store)
+        self._calibration_cache: CalibrationCache = {}  # only the renderer thread uses it
         build = partial(
             self._families, version=__version__, revision=revision(), budget=config.cost.daily_budget_usd
         )
@@ -62,7 +63,8 @@ class Exporter:
     def _families(self, snapshot, *, version: str, revision: str, budget: float):
         return families(snapshot, self.store.counters(), version=version, revision=revision,
                         daily_budget_usd=budget,
-                        extra=self.drift.families() + (self.probes.feed.families() if self.probes else []))
+                        extra=self.drift.families() + (self.probes.feed.families() if self.probes else []),
+                        calibration_cache=self._calibration_cache)
 
     def _probe_runner(self):
         from .probes.feed import ProbeFeed

@@ -73,6 +73,13 @@ def _counter(name: str) -> CounterMetricFamily:
     return CounterMetricFamily(name, spec.help, labels=list(spec.labels))
 
 
+# (provider, backend) -> (the snapshot, its samples by family name, their rendered lines).
+# A poll replaces a backend's snapshot object, so "same object" means "same samples": a
+# rebuild re-creates and re-formats samples only for backends polled since the last one
+# (the dominant cost at 100k series).
+CalibrationCache = dict[tuple[str, str], tuple[object, dict[str, list[Sample]], dict[str, str]]]
+
+
 def _ts(x: float | None) -> float:
     return math.nan if x is None else x
 
@@ -85,7 +92,10 @@ def families(
     revision: str,
     daily_budget_usd: float,
     extra: Iterable[Metric] = (),
+    calibration_cache: CalibrationCache | None = None,
 ) -> list[Metric]:
+    """The exporter's metric families from a view copy. ``calibration_cache``, kept by the
+    caller between rebuilds, lets a rebuild redo only the backends polled since the last."""
     out: list[Metric] = []
     build = _gauge("qpu_exporter_build_info")
     build.add_metric([version, revision], 1)
@@ -117,7 +127,7 @@ def families(
             window.add_metric(list(key), 1 if st.window_open else 0)
             pending.add_metric(list(key), st.pending_jobs)
     out += [info, up, maint, window, pending]
-    out += _calibration_families(v)
+    out += _calibration_families(v, {} if calibration_cache is None else calibration_cache)
     out += _counter_families(v, counters)
     usage_fams = {k: _gauge(f"qpu_instance_usage_{k}") for k in ("consumed_seconds", "limit_seconds", "remaining_seconds")}
     for provider, usage in sorted(v.usage.items()):
@@ -140,11 +150,6 @@ _GATE_FAMILIES = (
     "qpu_gate_error_ratio", "qpu_gate_duration_seconds", "qpu_gate_operational",
     "qpu_gate_measurement_timestamp_seconds",
 )
-# (provider, backend) -> (the snapshot, its samples by family name). A poll replaces a
-# backend's snapshot object, so "same object" means "same samples": a rebuild re-creates
-# samples only for backends polled since the last one (dominant cost at 100k series).
-# Their rendered lines are cached alongside, so a rebuild formats only those backends too.
-_calibration_cache: dict[tuple[str, str], tuple[object, dict[str, list[Sample]], dict[str, str]]] = {}
 
 
 def _backend_calibration_samples(provider: str, backend: str, snap) -> dict[str, list[Sample]]:
@@ -183,18 +188,18 @@ def _backend_calibration_samples(provider: str, backend: str, snap) -> dict[str,
     return dict(out)
 
 
-def _calibration_families(v: ViewCopy) -> list[Metric]:
+def _calibration_families(v: ViewCopy, cache: CalibrationCache) -> list[Metric]:
     per_backend = []
     for key, snap in sorted(v.calibration.items()):
-        cached = _calibration_cache.get(key)
+        cached = cache.get(key)
         if cached is None or cached[0] is not snap:
             samples = _backend_calibration_samples(key[0], key[1], snap)
             text = {name: textformat.render_samples(s) for name, s in samples.items()}
             cached = (snap, samples, text)
-            _calibration_cache[key] = cached
+            cache[key] = cached
         per_backend.append(cached[1:])
-    for key in [k for k in _calibration_cache if k not in v.calibration]:
-        _calibration_cache.pop(key, None)  # a backend that left the view
+    for key in [k for k in cache if k not in v.calibration]:
+        cache.pop(key, None)  # a backend that left the view
     # Qubit quantity families in the order quantities are first met, as before.
     qubit_names: dict[str, None] = {}
     for samples, _ in per_backend:
