@@ -70,36 +70,25 @@ class DriftFeed:
         self._dirty = False
 
     def on_calibration(self, snap: CalibrationSnapshot) -> None:
-        keys, values, stamps = [], [], []
-        for series, value, measured_at in monitored_values(snap):
-            key = (snap.provider, snap.backend, series)
-            if measured_at <= self._last_fed.get(key, float("-inf")):
-                continue  # the same measurement polled again: not a new sample
-            keys.append(key)
-            values.append(value)
-            stamps.append(measured_at)
-        if not keys:
-            return
-        with self._lock:
-            result = self.monitor.observe_many(keys, values, stamps)
-            for key, t in zip(keys, stamps):
-                self._last_fed[key] = t
-            self._dirty = True
-        for alarm in result.alarms:
-            log.warning(
-                'msg="drift alarm" provider=%s backend=%s series=%s detector=%s direction=%s index=%d',
-                *alarm.key, alarm.detector, alarm.direction, alarm.index,
-            )
+        self._observe([((snap.provider, snap.backend, series), value, measured_at)
+                       for series, value, measured_at in monitored_values(snap)])
 
     def on_probe(self, provider: str, backend: str, series: str, value: float, measured_at: float) -> None:
         """One probe result, one sample: ``probe_epc:<qubits>`` or
         ``probe_gate_error:<gate>:<qubits>`` (each probe is a new measurement)."""
-        key = (provider, backend, series)
+        self._observe([((provider, backend, series), value, measured_at)])
+
+    def _observe(self, samples: list[tuple[tuple[str, str, str], float, float]]) -> None:
+        """Feed (series key, value, measured at) samples newer than the series' last one: a
+        measurement polled again is not a new sample."""
         with self._lock:
-            if measured_at <= self._last_fed.get(key, float("-inf")):
+            fresh = [s for s in samples if s[2] > self._last_fed.get(s[0], float("-inf"))]
+            if not fresh:
                 return
-            result = self.monitor.observe_many([key], [value], [measured_at])
-            self._last_fed[key] = measured_at
+            keys, values, stamps = (list(c) for c in zip(*fresh))
+            result = self.monitor.observe_many(keys, values, stamps)
+            for key, t in zip(keys, stamps):
+                self._last_fed[key] = t
             self._dirty = True
         for alarm in result.alarms:
             log.warning(
