@@ -127,12 +127,18 @@ def test_a_repolled_measurement_is_not_a_new_sample(tmp_path):
     provider, store, feed, view, poller = _rig(tmp_path, clock)
     clock.t = ORIGIN + STEP / SPEEDUP
     poller.poll_calibration(provider, "fake_fez")
-    n_before = feed.monitor.state()["columns"]["n"] if "n" in feed.monitor.state()["columns"] else None
+    counts_before = list(feed.monitor.state()["columns"]["count"])
+    assert len(counts_before) == len(feed.monitor) > 100 and set(counts_before) == {1}
     for _ in range(5):  # same wall second: same measurements
         poller.poll_calibration(provider, "fake_fez")
     rejections = list(feed.monitor.rejections_total())
     assert not rejections, rejections[:3]
-    if n_before is not None:
-        assert feed.monitor.state()["columns"]["n"] == n_before
-    assert np.isfinite(len(feed.monitor))
+    assert list(feed.monitor.state()["columns"]["count"]) == counts_before
+
+    # Probe results: each new measurement time is one sample, a repeated one is none.
+    series = ("simulated", "fake_fez", "probe_epc:0_1")
+    for t in (1.0, 2.0, 2.0, 1.5, 3.0):
+        feed.on_probe(*series, 0.01, ORIGIN + t)
+    slot = feed.monitor.state()["keys"].index(list(series))
+    assert feed.monitor.state()["columns"]["count"][slot] == 3
     store.close()
