@@ -683,7 +683,6 @@ class BraketProvider(Provider):
             return []
         if not self.config.probe_s3_bucket:
             raise provider_error("unsupported", "Braket probes need probe_s3_bucket: QPU task results are written to S3")
-        deadline = time.monotonic() + self.config.probe_timeout
         dev = self._device(backend)
         if dev.capabilities is None:
             self._refresh(backend)
@@ -720,6 +719,9 @@ class BraketProvider(Provider):
                     if err.kind not in ("invalid_input", "auth"):  # the service may have created it
                         self._cancel_lost_tasks(dev, folder, tasks, submitted_at)
                     raise err from None
+            # The wait for the created tasks (queue + run), as on IBM: translating and
+            # creating are bounded by the request timeouts.
+            deadline = time.monotonic() + self.config.probe_timeout
             results = [self._await_task(task, backend, deadline) for task in tasks]
         except ProviderError:
             self._cancel_unfinished(tasks, backend)
