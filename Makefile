@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test install install-dev prometheus-binaries bench lock clean
+.PHONY: run test install install-dev test-binaries bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "qpu-exporter needs Python >= 3.11")'
@@ -36,18 +36,23 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/qpu-exporter serve $(ARGS)
 
-# Integration tests need the real Prometheus and Alertmanager (Debian packages).
-prometheus-binaries:
+# Integration tests run the real Prometheus, Alertmanager, Pushgateway and PostgreSQL (Debian
+# packages). As root they are installed when missing; otherwise this stops with the command to run.
+TEST_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway postgresql
+PG_BINDIR := $(firstword $(wildcard /usr/lib/postgresql/*/bin))
+test-binaries:
 	@if command -v prometheus >/dev/null && command -v promtool >/dev/null \
-	    && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null; then :; \
+	    && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
+	    && command -v prometheus-pushgateway >/dev/null \
+	    && { command -v initdb >/dev/null || [ -x "$(PG_BINDIR)/initdb" ]; }; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian packages prometheus and prometheus-alertmanager"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	  echo "installing Debian packages $(TEST_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
 	else \
-	  echo "Prometheus binaries missing; run: sudo apt-get install -y --no-install-recommends prometheus prometheus-alertmanager" >&2; exit 1; \
+	  echo "test binaries missing; run: sudo apt-get install -y --no-install-recommends $(TEST_PACKAGES)" >&2; exit 1; \
 	fi
 
-test: install-dev prometheus-binaries
+test: install-dev test-binaries
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: install-dev

@@ -150,7 +150,7 @@ def test_failed_fit_is_a_counted_failure_with_a_reason(tmp_path, caplog):
     assert out.status == "failed" and out.reason.startswith("fit failed:") and "decay" in out.reason
     assert _counter(store, "qpu_probe_failures_total") == 1 and _counter(store, "qpu_probe_runs_total") == 1
     assert ("simulated", BACKEND, "0") not in runner.feed.epc  # never a silent number
-    assert any('msg="probe failed"' in r.getMessage() for r in caplog.records)
+    assert any(getattr(r, "event", None) == "probe failed" and "fit failed" in r.getMessage() for r in caplog.records)
 
 
 def test_backend_down_and_busy_are_skipped_and_counted(tmp_path):

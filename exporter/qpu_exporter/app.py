@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 from . import __version__
 from .config import Config
 from .drift_feed import DriftFeed
+from .logs import get_logger
 from .exposition import CalibrationCache, Renderer, families
 from .providers.factory import build_providers
 from .scheduler import Poller, Scheduler
@@ -21,7 +21,7 @@ from .store import Store
 from .view import FleetView
 from .websecurity import WebConfig
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def revision() -> str:
@@ -97,8 +97,8 @@ class Exporter:
         if self.probes is not None:  # the rolling budget window frees budget as time passes
             self.scheduler.every(60.0, self.probes.refresh_budget, "probe-budget")
         host, port = self.address
-        log.info('msg="serving" address=%s:%d state_path=%s providers=%s', host, port,
-                 self.config.state_path, ",".join(p.kind for p in self.providers))
+        log.info("serving", address=f"{host}:{port}", state_path=str(self.config.state_path),
+                 providers=",".join(p.kind for p in self.providers))
 
     def stop(self) -> None:
         """Stop accepting work, let in-flight polls finish briefly, flush state."""
@@ -115,4 +115,4 @@ class Exporter:
         for p in self.providers:
             p.close()
         self.store.close()
-        log.info('msg="stopped" duration_seconds=%.2f', time.monotonic() - started)
+        log.info("stopped", duration_seconds=round(time.monotonic() - started, 2))

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                             "overrides the config's shard (docs/performance.md)")
     serve.add_argument("--web.config.file", dest="web_config",
                        help="exporter-toolkit web config: tls_server_config and basic_auth_users (bcrypt)")
-    serve.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "warning", "error"],
+                       help="debug, info, warn (alias warning) or error")
     serve.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
 
     check = sub.add_parser("check-config", help="validate a config file and exit")

@@ -8,7 +8,6 @@ same value re-polled), persistence of detector state, and the metric families.
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import threading
 
@@ -16,10 +15,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from .catalog import SPECS
 from .drift import DriftMonitor, DriftSettings
+from .logs import get_logger
 from .model import CalibrationSnapshot
 from .store import Store
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Quantities with a drift series. `id` gates are skipped: IBM reports them with the same
 # calibration as `sx`, so they would double every 1q series (and its false alarms).
@@ -65,7 +65,7 @@ class DriftFeed:
             self.monitor = DriftMonitor(settings)
         else:
             self.monitor = DriftMonitor.from_state(json.loads(blob), settings)
-            log.info('msg="drift state restored" series=%d', len(self.monitor))
+            log.info("drift state restored", series=len(self.monitor))
         self._last_fed: dict[tuple[str, str, str], float] = {}
         self._dirty = False
 
@@ -91,10 +91,9 @@ class DriftFeed:
                 self._last_fed[key] = t
             self._dirty = True
         for alarm in result.alarms:
-            log.warning(
-                'msg="drift alarm" provider=%s backend=%s series=%s detector=%s direction=%s index=%d',
-                *alarm.key, alarm.detector, alarm.direction, alarm.index,
-            )
+            provider, backend, series = alarm.key
+            log.warning("drift alarm", provider=provider, backend=backend, series=series,
+                        detector=alarm.detector, direction=alarm.direction, index=alarm.index)
 
     def save(self) -> None:
         """Persist detector state (periodically and at shutdown)."""
@@ -107,7 +106,7 @@ class DriftFeed:
             self.store.set_meta(STATE_KEY, payload)
         except sqlite3.Error as exc:
             self.store.note_write_failure()
-            log.error('msg="drift state not saved; kept in memory" error="%s"', exc)
+            log.error("drift state not saved; kept in memory", error=str(exc))
             with self._lock:
                 self._dirty = True  # the next save tries again
 

@@ -23,7 +23,6 @@ live.
 from __future__ import annotations
 
 import gzip
-import logging
 import math
 import sys
 import threading
@@ -44,11 +43,12 @@ from prometheus_client.process_collector import ProcessCollector
 
 from .aggregates import HISTOGRAMS
 from . import textformat
+from .logs import get_logger
 from .catalog import SPECS, qubit_metric_name
 from .store import LabelKey
 from .view import FleetView, ViewCopy
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CONTENT_TYPE = textformat.CONTENT_TYPE_TEXT
 # Wait at least this many times the last rebuild's duration before the next rebuild.
@@ -341,7 +341,7 @@ class Renderer:
             try:
                 seen = self.render().version
             except Exception:  # a rendering bug must not kill the renderer
-                log.exception("msg=%s", "rendering failed")
+                log.exception("rendering failed")
                 seen = version
 
     def self_metrics(self) -> tuple[bytes, bytes]:

@@ -8,7 +8,6 @@ jitter (capped), keeps its last good data in the view, and is visible through
 
 from __future__ import annotations
 
-import logging
 import random
 import sqlite3
 import threading
@@ -21,13 +20,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .aggregates import job_increments
 from .config import Config
+from .logs import get_logger
 from .providers.base import Provider, ProviderError
 from .quality import validate_snapshot
 from .sharding import Shard, parse_shard
 from .store import Store
 from .view import CollectorHealth, FleetView
 
-log = logging.getLogger("qpu_exporter.poll")
+log = get_logger("qpu_exporter.poll")
 
 # Jobs can finish out of order and providers index them by creation time: re-ask for a
 # window before the newest finish we saw. The store deduplicates by job id.
@@ -74,7 +74,7 @@ class Poller:
             cached = self.store.latest_calibration(info.provider, info.backend)
             if cached is not None:  # serve the last good data at once after a restart
                 self.view.set_calibration((info.provider, info.backend), cached)
-        self._succeeded(key, started, f"backends={len(infos)}")
+        self._succeeded(key, started, {"backends": len(infos)})
         self.view.set_provider_failed(provider.kind, None)
         return [i.backend for i in infos]
 
@@ -92,20 +92,20 @@ class Poller:
         """The account-level allowance (IBM instance usage); backend label empty."""
         self._run(provider, "", "usage", self._usage)
 
-    def _usage(self, provider: Provider, _backend: str) -> str:
+    def _usage(self, provider: Provider, _backend: str) -> dict:
         usage = provider.instance_usage()
         if usage is None:
-            return "usage=none"
+            return {"usage": None}
         self.view.set_usage(provider.kind, usage)
-        return f"consumed_seconds={usage.get('consumed_seconds')}"
+        return {"consumed_seconds": usage.get("consumed_seconds")}
 
-    def _status(self, provider: Provider, backend: str) -> str:
+    def _status(self, provider: Provider, backend: str) -> dict:
         st = provider.status(backend)
         st = replace(st, window_open=provider.availability_window_open(backend))
         self.view.set_status((provider.kind, backend), st)
-        return f"operational={str(st.operational).lower()} pending_jobs={st.pending_jobs}"
+        return {"operational": st.operational, "pending_jobs": st.pending_jobs}
 
-    def _calibration(self, provider: Provider, backend: str) -> str:
+    def _calibration(self, provider: Provider, backend: str) -> dict:
         raw = provider.calibration(backend)
         snap, rejected = validate_snapshot(raw)
         # Memory first: a full or read-only disk must not stop the exporter serving fresh data.
@@ -118,23 +118,23 @@ class Poller:
                 ("qpu_data_quality_rejections_total", {"provider": provider.kind, "backend": backend, "check": c}, n)
                 for c, n in rejected.items()
             ])
-        return f"new_values={added} rejected={sum(rejected.values())}"
+        return {"new_values": added, "rejected": sum(rejected.values())}
 
-    def _jobs(self, provider: Provider, backend: str) -> str:
+    def _jobs(self, provider: Provider, backend: str) -> dict:
         cursor = self.store.cursor(provider.kind, backend, "jobs")
         since = None if cursor is None else cursor - JOBS_OVERLAP_SECONDS
         jobs = provider.jobs(backend, since)
         new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock())
         if new is None:
             # Not recorded, so not counted, and the cursor stays: the next poll asks again.
-            return f"jobs_seen={len(jobs)} state_write_failed=true"
+            return {"jobs_seen": len(jobs), "state_write_failed": True}
         if jobs:
             newest = max(j.finished_at for j in jobs)
             if cursor is None or newest > cursor:
                 self.store.set_cursor(provider.kind, backend, "jobs", newest)
         if new:
             self.view.touch()
-        return f"jobs_seen={len(jobs)} jobs_new={len(new)}"
+        return {"jobs_seen": len(jobs), "jobs_new": len(new)}
 
     def _persist(self, what: str, fn, *args):
         """Run a store write; on a storage fault (disk full, read-only, I/O error) count it,
@@ -144,7 +144,7 @@ class Poller:
         except sqlite3.Error as exc:
             self.store.note_write_failure()
             self.view.touch()
-            log.error('msg="state write failed; serving from memory" what=%s error="%s"', what, exc)
+            log.error("state write failed; serving from memory", what=what, error=str(exc))
             return None
 
     # --- bookkeeping ----------------------------------------------------------------------------
@@ -163,15 +163,13 @@ class Poller:
             return
         self._succeeded(key, started, detail)
 
-    def _succeeded(self, key, started: float, detail: str) -> None:
+    def _succeeded(self, key, started: float, detail: dict) -> None:
         now = self.clock()
         with self._lock:
             self._backoff.pop(key, None)
         self.view.set_health(key, CollectorHealth(True, now, now - started, now))
-        log.info(
-            'msg="poll succeeded" provider=%s backend=%s collector=%s duration_seconds=%.3f %s',
-            key[0], key[1] or "-", key[2], now - started, detail,
-        )
+        log.info("poll succeeded", provider=key[0], backend=key[1], collector=key[2],
+                 duration_seconds=round(now - started, 3), **detail)
 
     def _failed(self, key, started: float, exc: Exception) -> None:
         now = self.clock()
@@ -198,11 +196,9 @@ class Poller:
                   {"provider": key[0], "backend": key[1], "collector": key[2], "kind": kind}, 1.0)]
             )
         except Exception:  # noqa: BLE001 - counting an error must not raise another
-            log.exception('msg="could not persist error counter"')
-        log.warning(
-            'msg="poll failed" provider=%s backend=%s collector=%s duration_seconds=%.3f error_kind=%s error="%s"',
-            key[0], key[1] or "-", key[2], now - started, kind, message.replace('"', "'"),
-        )
+            log.exception("could not persist error counter")
+        log.warning("poll failed", provider=key[0], backend=key[1], collector=key[2],
+                    duration_seconds=round(now - started, 3), error_kind=kind, error=message)
 
 
 def _safe_message(exc: Exception) -> str:

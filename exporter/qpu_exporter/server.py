@@ -7,19 +7,18 @@ landing page formats a copy of the view. Nothing here calls a provider.
 from __future__ import annotations
 
 import html
-import logging
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .logs import get_logger
 from .exposition import CONTENT_TYPE, Renderer, accepts_gzip
 from .view import FleetView, ViewCopy
 from .websecurity import WebConfig
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -99,7 +98,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
                 request.settimeout(10)
                 request = self.web.tls.wrap_socket(request, server_side=True)
             except (ssl.SSLError, OSError) as exc:
-                log.debug('msg="tls handshake failed" client=%s error="%s"', client_address[0], exc)
+                log.debug("tls handshake failed", client=client_address[0], error=str(exc))
                 self.shutdown_request(request)
                 return
         super().process_request_thread(request, client_address)
@@ -115,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        log.debug('msg="http request" client=%s request="%s"', self.client_address[0], format % args)
+        log.debug("http request", client=self.client_address[0], request=format % args)
 
     def _send(self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
         self._respond(code, (body,), {"Content-Type": content_type, **(extra or {})})

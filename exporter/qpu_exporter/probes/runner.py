@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from ..logs import get_logger
 from ..model import BackendStatus, CalibrationSnapshot
 from ..providers.base import Provider, ProviderError
 from ..providers.prices import PriceTable, load_price_table
@@ -31,7 +32,7 @@ from .budget import ProbeBudget, clifford_seconds, estimate_usage_seconds, probe
 from .feed import COUNTERS, SKIP_REASONS, ProbeFeed
 from .targets import ProbeTarget, basis_gates_of, check_target, targets_for
 
-log = logging.getLogger("qpu_exporter.probe")
+log = get_logger("qpu_exporter.probe")
 # qiskit logs every transpiler pass at INFO; probes transpile small pieces often.
 logging.getLogger("qiskit").setLevel(logging.WARNING)
 
@@ -149,8 +150,8 @@ class ProbeRunner:
             self.feed.set_remaining((p, b), self.budget.remaining_ratio(p, b))
         self.on_change()
 
-    def skipped(self, provider: str, backend: str, reason: str, detail: str = "") -> None:
-        log.info('msg="probe skipped" provider=%s backend=%s reason=%s %s', provider, backend, reason, detail)
+    def skipped(self, provider: str, backend: str, reason: str, **detail) -> None:
+        log.info("probe skipped", provider=provider, backend=backend, reason=reason, **detail)
         if self.count:
             self.store.add_counters([("qpu_probe_skipped_total", {**self._labels(provider, backend), "reason": reason}, 1.0)])
         self.on_change()
@@ -186,7 +187,7 @@ class ProbeRunner:
             if not self._stop.is_set():
                 self.probe_backend(provider, backend, self.cfg.targets_per_tick)
         except Exception:  # noqa: BLE001 - a probe bug must not kill the scheduler
-            log.exception('msg="probe tick crashed" provider=%s backend=%s', provider.kind, backend)
+            log.exception("probe tick crashed", provider=provider.kind, backend=backend)
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -217,12 +218,12 @@ class ProbeRunner:
             return []
         try:
             if not self._hold_lease(provider, backend):
-                self.skipped(kind, backend, "busy", "detail=another_process")
+                self.skipped(kind, backend, "busy", detail="another_process")
                 return []
             try:
                 status = self.status_of(provider, backend)
                 if status is not None and not status.operational:
-                    self.skipped(kind, backend, "backend_down", f'status="{status.status_message}"')
+                    self.skipped(kind, backend, "backend_down", status=status.status_message)
                     return []
                 snap = self.calibration_of(provider, backend)
                 if targets is None:
@@ -290,7 +291,7 @@ class ProbeRunner:
         # Pay before generating anything: an exhausted budget costs no CPU.
         rid, cap = self.budget.reserve(kind, backend, shots, usd, f"probe {target.qubits_label} attempt 1")
         if rid is None:
-            self.skipped(kind, backend, "budget", f"cap={cap} qubits={target.qubits_label} shots={shots} usd={usd:.2f}")
+            self.skipped(kind, backend, "budget", cap=cap, qubits=target.qubits_label, shots=shots, usd=round(usd, 2))
             self.refresh_budget(kind, backend)
             return ProbeOutcome(target, "skipped", f"budget: {cap} reached", shots=0, design=design)
 
@@ -314,8 +315,8 @@ class ProbeRunner:
                 break
             except Exception as exc:  # noqa: BLE001 - any provider fault is a failed attempt
                 kind_err = exc.kind if isinstance(exc, ProviderError) else "internal"
-                log.warning('msg="probe submission failed" provider=%s backend=%s qubits=%s attempt=%d error_kind=%s error="%s"',
-                            kind, backend, target.qubits_label, attempts, kind_err, " ".join(str(exc).split())[:300])
+                log.warning("probe submission failed", provider=kind, backend=backend, qubits=target.qubits_label,
+                            attempt=attempts, error_kind=kind_err, error=" ".join(str(exc).split())[:300])
                 if attempts > self.cfg.retries or self._stop.is_set() or kind_err == "unsupported":
                     record["attempts"] = attempts
                     return self._finish(target, started, t0, "failed", f"submission failed ({kind_err}): {exc}",
@@ -323,7 +324,7 @@ class ProbeRunner:
                 rid, cap = self.budget.reserve(kind, backend, shots, usd, f"probe {target.qubits_label} attempt {attempts + 1}")
                 if rid is None:
                     record["attempts"] = attempts
-                    self.skipped(kind, backend, "budget", f"cap={cap} retry=true")
+                    self.skipped(kind, backend, "budget", cap=cap, retry=True)
                     return self._finish(target, started, t0, "failed", f"submission failed and budget ({cap}) left no retry",
                                         record, spent_shots, spent_usd, attempts, snap)
                 attempts += 1
@@ -390,12 +391,12 @@ class ProbeRunner:
                 if inter:
                     self.on_probe_value(kind, backend, f"probe_gate_error:{inter['gate']}:{target.qubits_label}",
                                         inter["gate_error"], finished)
-            log.info('msg="probe succeeded" provider=%s backend=%s qubits=%s epc=%.3g epc_stderr=%.2g shots=%d usd=%.2f '
-                     'attempts=%d duration_seconds=%.2f run_id=%d', kind, backend, target.qubits_label, out.epc,
-                     out.epc_stderr, shots, usd, attempts, seconds, run_id)
+            log.info("probe succeeded", provider=kind, backend=backend, qubits=target.qubits_label,
+                     epc=float(f"{out.epc:.3g}"), epc_stderr=float(f"{out.epc_stderr:.2g}"), shots=shots,
+                     usd=round(usd, 2), attempts=attempts, duration_seconds=round(seconds, 2), run_id=run_id)
         else:
-            log.warning('msg="probe failed" provider=%s backend=%s qubits=%s reason="%s" shots=%d attempts=%d run_id=%d',
-                        kind, backend, target.qubits_label, reason.replace('"', "'")[:300], shots, attempts, run_id)
+            log.warning("probe failed", provider=kind, backend=backend, qubits=target.qubits_label,
+                        reason=reason[:300], shots=shots, attempts=attempts, run_id=run_id)
         self.refresh_budget(kind, backend)
         return out
 

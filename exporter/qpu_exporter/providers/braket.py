@@ -42,7 +42,6 @@ measured qubit 0 leftmost; counts are re-keyed to qiskit's order (clbit 0 rightm
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 import threading
@@ -55,6 +54,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import BraketProviderConfig
+from ..logs import get_logger
 from ..model import (
     JOB_CANCELLED,
     JOB_DONE,
@@ -73,7 +73,7 @@ from .base import Provider, ProviderError
 from .http import classify_exception, provider_error
 from .prices import PriceTable, load_price_table
 
-log = logging.getLogger("qpu_exporter.providers.braket")
+log = get_logger("qpu_exporter.providers.braket")
 
 PAGE_SIZE = 100
 RECORD_CACHE_SIZE = 20000
@@ -799,8 +799,8 @@ class BraketProvider(Provider):
                 if status not in _FINAL and status != "CANCELLING":
                     task.cancel()
             except Exception as exc:  # noqa: BLE001
-                log.warning('msg="could not cancel probe task" backend=%s task=%s error_kind=%s',
-                            backend, _task_id(task), classify_exception(exc, "cancel").kind)
+                log.warning("could not cancel probe task", backend=backend, task=_task_id(task),
+                            error_kind=classify_exception(exc, "cancel").kind)
 
     def _cancel_lost_tasks(self, dev: _Device, folder: tuple[str, str], tasks: list[Any], since: float) -> None:
         """A CreateQuantumTask whose response was lost (a read timeout, a 5xx after the
@@ -813,8 +813,8 @@ class BraketProvider(Provider):
         try:
             listed = self._search_tasks(dev, since - 300)
         except ProviderError as err:
-            log.warning('msg="could not check for probe tasks left by a failed creation" backend=%s error_kind=%s',
-                        dev.name, err.kind)
+            log.warning("could not check for probe tasks left by a failed creation", backend=dev.name,
+                        error_kind=err.kind)
             return
         for task in listed:
             arn = str(task.get("quantumTaskArn") or "")
@@ -826,10 +826,10 @@ class BraketProvider(Provider):
             task_id = arn.rsplit("/", 1)[-1]
             try:
                 self.client(dev.region).cancel_quantum_task(quantumTaskArn=arn, clientToken=str(uuid.uuid4()))
-                log.warning('msg="cancelled a probe task whose creation failed" backend=%s task=%s', dev.name, task_id)
+                log.warning("cancelled a probe task whose creation failed", backend=dev.name, task=task_id)
             except Exception as exc:  # noqa: BLE001
-                log.warning('msg="could not cancel a probe task whose creation failed" backend=%s task=%s '
-                            'error_kind=%s', dev.name, task_id, classify_exception(exc, "cancel").kind)
+                log.warning("could not cancel a probe task whose creation failed", backend=dev.name, task=task_id,
+                            error_kind=classify_exception(exc, "cancel").kind)
 
     # --- tasks helpers ---------------------------------------------------------------------------
     def _search_tasks(self, dev: _Device, floor: float) -> list[dict]:
@@ -853,7 +853,7 @@ class BraketProvider(Provider):
         except Exception as exc:  # noqa: BLE001
             raise classify_exception(exc, f"tasks of {dev.name}") from None
         if len(out) >= PAGE_SIZE * self.config.max_task_pages:
-            log.warning('msg="task listing truncated at max_task_pages" backend=%s', dev.name)
+            log.warning("task listing truncated at max_task_pages", backend=dev.name)
         return out
 
     def _record(self, dev: _Device, task: dict, status: str, created: float, reason: str | None,
@@ -868,7 +868,7 @@ class BraketProvider(Provider):
         if cost is None:
             if dev.name not in self._unpriced:
                 self._unpriced.add(dev.name)
-                log.warning('msg="no price for Braket device; cost counted as 0" backend=%s', dev.name)
+                log.warning("no price for Braket device; cost counted as 0", backend=dev.name)
             cost = 0.0
         if status == JOB_FAILED:
             error = failure_class(reason) if reason is not None else "unknown"

@@ -34,7 +34,6 @@ cached, never repeated); discovery once: 1 + N (configurations), plus the SDK's 
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import IbmProviderConfig
+from ..logs import get_logger
 from ..model import (
     JOB_CANCELLED,
     JOB_DONE,
@@ -64,7 +64,7 @@ from .http import classify_exception, provider_error, redact
 from .ibm_properties import parse_properties
 from .prices import PriceTable, load_price_table
 
-log = logging.getLogger("qpu_exporter.providers.ibm")
+log = get_logger("qpu_exporter.providers.ibm")
 
 TOKEN_ENV = "QISKIT_IBM_TOKEN"
 PROBE_JOB_TAG = "qpu-exporter-probe"  # on every probe job, so it can be told apart in job lists
@@ -346,7 +346,7 @@ class IbmProvider(Provider):
         if self.config.backends is not None:
             missing = sorted(set(self.config.backends) - set(names))
             if missing:
-                log.warning('msg="configured IBM backends not visible to the instance" backends=%s', ",".join(missing))
+                log.warning("configured IBM backends not visible to the instance", backends=",".join(missing))
             names = [n for n in self.config.backends if n in names]
         infos = []
         for name in names:
@@ -377,7 +377,7 @@ class IbmProvider(Provider):
             raise provider_error("unavailable", f"properties of {backend}: the backend publishes no properties")
         snap, dropped = parse_properties(payload, provider=self.kind, backend=backend, fetched_at=self.clock())
         if dropped:
-            log.warning('msg="calibration values with unknown units dropped" backend=%s count=%d', backend, dropped)
+            log.warning("calibration values with unknown units dropped", backend=backend, count=dropped)
         return snap
 
     def jobs(self, backend: str, since: float | None) -> list[JobRecord]:
@@ -519,8 +519,8 @@ class IbmProvider(Provider):
             if not isinstance(jobs, list):
                 raise provider_error("malformed", f"jobs tagged {attempt_tag}: no job list")
         except ProviderError as err:
-            log.warning('msg="could not check for a probe job left by a failed submission" backend=%s tag=%s '
-                        'error_kind=%s', backend, attempt_tag, err.kind)
+            log.warning("could not check for a probe job left by a failed submission", backend=backend,
+                        tag=attempt_tag, error_kind=err.kind)
             return
         # IBM filters by tag; where a listed job shows its tags they are checked too, so a
         # server that ignored the filter can never make us cancel somebody else's job.
@@ -529,10 +529,10 @@ class IbmProvider(Provider):
         for job_id in [str(j["id"]) for j in ours]:
             try:
                 self._call(f"cancel probe job {job_id}", "job_cancel", job_id)
-                log.warning('msg="cancelled a probe job whose submission failed" backend=%s job=%s', backend, job_id)
+                log.warning("cancelled a probe job whose submission failed", backend=backend, job=job_id)
             except ProviderError as err:
-                log.warning('msg="could not cancel a probe job whose submission failed" backend=%s job=%s '
-                            'error_kind=%s', backend, job_id, err.kind)
+                log.warning("could not cancel a probe job whose submission failed", backend=backend, job=job_id,
+                            error_kind=err.kind)
 
     def _await_final(self, job: Any, job_id: str, backend: str, deadline: float) -> None:
         timeout = max(0.0, deadline - time.monotonic())
@@ -561,8 +561,8 @@ class IbmProvider(Provider):
         try:
             job.cancel()
         except Exception as exc:  # noqa: BLE001 - best effort; the timeout is what we report
-            log.warning('msg="could not cancel timed-out probe job" backend=%s job=%s error_kind=%s',
-                        backend, job_id, self._fault(exc, "cancel").kind)
+            log.warning("could not cancel timed-out probe job", backend=backend, job=job_id,
+                        error_kind=self._fault(exc, "cancel").kind)
 
     def close(self) -> None:
         service, self._service = self._service, None
@@ -599,7 +599,7 @@ class IbmProvider(Provider):
             count = page.get("count")
             if not jobs or (isinstance(count, int) and offset >= count) or len(jobs) < JOBS_PAGE_SIZE:
                 return out
-        log.warning('msg="job listing truncated at max_job_pages" backend=%s pages=%d', backend, self.config.max_job_pages)
+        log.warning("job listing truncated at max_job_pages", backend=backend, pages=self.config.max_job_pages)
         return out
 
     def _record(self, backend: str, entry: dict, metrics: dict | None, now: float) -> JobRecord | None:

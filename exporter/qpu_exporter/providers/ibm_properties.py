@@ -8,7 +8,6 @@ sentinel) is marked ``operational=False`` rather than reported as an error rate.
 
 from __future__ import annotations
 
-from typing import Any
 
 from ..model import CalibrationSnapshot, GateCalibration, Measurement, QubitCalibration, parse_timestamp
 from .base import ProviderError
