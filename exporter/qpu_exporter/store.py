@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     provider TEXT NOT NULL, backend TEXT NOT NULL, job_id TEXT NOT NULL, status TEXT NOT NULL,
     created_at REAL NOT NULL, finished_at REAL NOT NULL, queue_seconds REAL, execution_seconds REAL,
     usage_seconds REAL NOT NULL, cost_usd REAL NOT NULL, error_class TEXT NOT NULL,
-    recorded_at REAL NOT NULL,
+    recorded_at REAL NOT NULL, workload TEXT,
     PRIMARY KEY (provider, backend, job_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
@@ -73,6 +73,14 @@ CREATE TABLE IF NOT EXISTS probe_leases (
 );
 """
 
+# Workloads (docs/workloads.md): the tag values kept as `workload` labels, in the order they
+# were first kept. A value once kept stays kept, so a job's label is stable across restarts.
+# The jobs table's `workload` column (NULL without a `workloads:` config) is added to older
+# state files on open.
+_SCHEMA += """
+CREATE TABLE IF NOT EXISTS workloads (name TEXT PRIMARY KEY, kept_at REAL NOT NULL);
+"""
+
 LabelKey = tuple[tuple[str, str], ...]
 CounterIncrement = tuple[str, dict[str, str], float]
 
@@ -101,6 +109,8 @@ class Store:
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
             self._db.executescript(_SCHEMA)
+            if "workload" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN workload TEXT")
             self._check_version()
         except sqlite3.DatabaseError as exc:
             raise StateError(
@@ -192,29 +202,56 @@ class Store:
 
     # --- jobs and counters ----------------------------------------------------------------------
     def record_jobs(
-        self, jobs: Iterable[JobRecord], increments_of, now: float
+        self, jobs: Iterable[JobRecord], increments_of, now: float, workloads=None
     ) -> list[JobRecord]:
         """Insert jobs not seen before and apply their counter increments in the same
-        transaction. ``increments_of(job)`` gives [(counter, labels, delta)]. Returns the
-        newly recorded jobs."""
+        transaction. ``increments_of(job, workload, rejected)`` gives [(counter, labels, delta)].
+        With ``workloads`` (a workloads.WorkloadBook) each new job's workload is resolved, stored
+        with it and passed on, and values the book newly kept are written in the same
+        transaction. Returns the newly recorded jobs."""
         new: list[JobRecord] = []
-        with self._lock, self._db:
-            self._db.execute("BEGIN")
-            increments: list[CounterIncrement] = []
-            for j in jobs:
-                cur = self._db.execute(
-                    "INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (j.provider, j.backend, j.job_id, j.status, j.created_at, j.finished_at,
-                     j.queue_seconds, j.execution_seconds, j.usage_seconds, j.cost_usd, j.error_class, now),
-                )
-                if cur.rowcount != 1:
-                    continue
-                new.append(j)
-                increments.extend(increments_of(j))
-            pending = self._stage_counters(increments)
-        # Only after the commit succeeded does the in-memory view move forward.
-        self._counters.update(pending)
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN")
+                increments: list[CounterIncrement] = []
+                for j in jobs:
+                    cur = self._db.execute(
+                        "INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+                        (j.provider, j.backend, j.job_id, j.status, j.created_at, j.finished_at,
+                         j.queue_seconds, j.execution_seconds, j.usage_seconds, j.cost_usd, j.error_class, now),
+                    )
+                    if cur.rowcount != 1:
+                        continue
+                    new.append(j)
+                    workload, rejected = (None, "") if workloads is None else workloads.resolve(j.tags)
+                    if workload is not None:
+                        self._db.execute("UPDATE jobs SET workload=? WHERE provider=? AND backend=? AND job_id=?",
+                                         (workload, j.provider, j.backend, j.job_id))
+                    increments.extend(increments_of(j, workload, rejected))
+                kept = [] if workloads is None else workloads.unsaved()
+                self._db.executemany("INSERT OR IGNORE INTO workloads VALUES (?, ?)", [(k, now) for k in kept])
+                pending = self._stage_counters(increments)
+            # Only after the commit succeeded does the in-memory view move forward; under the
+            # lock, so a reader sees a job's backend and workload increments together.
+            self._counters.update(pending)
+        if kept:
+            workloads.saved(kept)
         return new
+
+    def kept_workloads(self) -> list[str]:
+        """Workload values kept so far, in the order they were first kept."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT name FROM workloads ORDER BY rowid")]
+
+    def workload_jobs(self, since: float | None = None) -> list[tuple[str, str, float, float | None]]:
+        """(workload, status, finished_at, cost_usd) of recorded jobs with a workload, oldest
+        first (jobs are kept for the retention period; the counters hold the all-time totals)."""
+        sql = "SELECT workload, status, finished_at, cost_usd FROM jobs WHERE workload IS NOT NULL"
+        args: tuple = ()
+        if since is not None:
+            sql, args = sql + " AND finished_at >= ?", (since,)
+        with self._lock:
+            return self._db.execute(sql + " ORDER BY finished_at", args).fetchall()
 
     def _stage_counters(self, increments: Iterable[CounterIncrement]) -> dict[tuple[str, LabelKey], float]:
         """Write counter increments inside the caller's transaction and return the new
