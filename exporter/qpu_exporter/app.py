@@ -13,13 +13,14 @@ from . import __version__
 from .config import Config
 from .drift_feed import DriftFeed
 from .logs import get_logger
-from .exposition import CalibrationCache, Renderer, families
+from .exposition import CalibrationCache, Renderer, families, workload_config_families
 from .providers.factory import build_providers
 from .scheduler import Poller, Scheduler
 from .server import ExporterHTTPServer
 from .store import Store
 from .view import FleetView
 from .websecurity import WebConfig
+from .workloads import WorkloadBook
 
 log = get_logger(__name__)
 
@@ -52,7 +53,10 @@ class Exporter:
             self._families, version=__version__, revision=revision(), budget=config.cost.daily_budget_usd
         )
         self.renderer = Renderer(self.view, build)
-        self.poller = Poller(self.providers, self.store, self.view, on_calibration=[self.drift.on_calibration])
+        self.workloads = None if config.workloads is None else WorkloadBook(
+            config.workloads.tag, config.workloads.max, self.store.kept_workloads(), config.workloads.configured())
+        self.poller = Poller(self.providers, self.store, self.view, on_calibration=[self.drift.on_calibration],
+                             workloads=self.workloads)
         self.probes = self._probe_runner() if config.probes.enabled else None
         self.scheduler = Scheduler(self.poller, config, self.probes)
         self.http = ExporterHTTPServer(
@@ -61,10 +65,12 @@ class Exporter:
         self._stopped = threading.Event()
 
     def _families(self, snapshot, *, version: str, revision: str, budget: float):
+        workloads = self.config.workloads
         return families(snapshot, self.store.counters(), version=version, revision=revision,
                         daily_budget_usd=budget,
-                        extra=self.drift.families() + (self.probes.feed.families() if self.probes else []),
-                        calibration_cache=self._calibration_cache)
+                        extra=self.drift.families() + (self.probes.feed.families() if self.probes else [])
+                        + ([] if workloads is None else workload_config_families(workloads)),
+                        calibration_cache=self._calibration_cache, workloads=workloads is not None)
 
     def _probe_runner(self):
         from .probes.feed import ProbeFeed

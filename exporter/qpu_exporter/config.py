@@ -118,6 +118,22 @@ class SimulatedProviderConfig(_Strict):
     # When set, the fleet is the synthetic one instead of the listed backends (the first
     # listed backend is the template).
     scale: ScaleConfig | None = None
+    # Workload tag values its jobs carry as a `team` tag (about a tenth stay untagged), each
+    # with its own failure rate, queue time and job size (providers/sim_workloads.py).
+    workload_tags: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("workload_tags")
+    @classmethod
+    def _workload_tag_values(cls, names: list[str]) -> list[str]:
+        from .workloads import RESERVED, is_clean
+
+        for name in names:
+            if not is_clean(name) or name in RESERVED:
+                raise ValueError(f"{name!r} is not a usable workload name (letters, digits, '-', '_', '.'; "
+                                 f"not {' or '.join(RESERVED)})")
+        if len(set(names)) != len(names):
+            raise ValueError("workload tags must be unique")
+        return names
 
     def fleet(self) -> list[str]:
         """Names of the backends this provider simulates."""
@@ -301,6 +317,57 @@ class CostConfig(_Strict):
     daily_budget_usd: float = Field(default=5000.0, ge=0)
 
 
+class WorkloadBudgetConfig(_Strict):
+    usd_per_day: float = Field(gt=0)
+
+
+class WorkloadObjectiveConfig(_Strict):
+    """Overrides of the fleet objectives (alerts/config.yaml jobs.*_slo) for one workload."""
+
+    job_success: float | None = Field(default=None, gt=0, lt=1)  # share of jobs that must not fail
+    queue_seconds: Duration | None = Field(default=None, gt=0)  # the fleet quantile's queue-time limit
+
+
+class WorkloadsConfig(_Strict):
+    """Per-workload series from the providers' own job tags (docs/workloads.md)."""
+
+    tag: str = Field(default="team", min_length=1, max_length=128)  # Braket tag key; IBM "team:V" / "team=V"
+    max: int = Field(default=50, ge=1, le=10_000)  # distinct values kept; beyond: workload="other"
+    budgets: dict[str, WorkloadBudgetConfig] = Field(default_factory=dict)
+    objectives: dict[str, WorkloadObjectiveConfig] = Field(default_factory=dict)
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_key(cls, tag: str) -> str:
+        if tag != tag.strip() or any(c in tag for c in ":=") or not tag.isprintable():
+            raise ValueError(f"{tag!r}: a tag key has no ':', '=', surrounding spaces or control characters")
+        return tag
+
+    @field_validator("budgets", "objectives")
+    @classmethod
+    def _workload_names(cls, entries: dict) -> dict:
+        from .workloads import is_clean
+
+        for name in entries:
+            if not is_clean(name):
+                raise ValueError(f"{name!r} is not a workload label value (letters, digits, '-', '_', '.'; "
+                                 f"at most 63 characters; nothing that looks like a credential)")
+        return entries
+
+    @model_validator(mode="after")
+    def _configured_fit(self) -> WorkloadsConfig:
+        named = self.configured()
+        if len(named) > self.max:
+            raise ValueError(f"budgets and objectives name {len(named)} workloads, more than max ({self.max})")
+        return self
+
+    def configured(self) -> list[str]:
+        """Workloads the config names (always kept), untagged and other excepted."""
+        from .workloads import RESERVED
+
+        return [n for n in dict.fromkeys([*self.budgets, *self.objectives]) if n not in RESERVED]
+
+
 def _default_providers() -> list[ProviderConfig]:
     return [SimulatedProviderConfig(kind="simulated", speedup=60.0)]
 
@@ -311,6 +378,7 @@ class Config(_Strict):
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    workloads: WorkloadsConfig | None = None  # None: no per-workload series at all
     state_path: Path = Path("./qpu-exporter.db")
     # "i/N": this instance polls only the backends whose stable hash falls in shard i of N
     # (0 <= i < N), so N instances split a fleet with no overlap and no gap (--shard).
@@ -331,6 +399,17 @@ class Config(_Strict):
         if not providers:
             raise ValueError("at least one provider is required")
         return providers
+
+    @model_validator(mode="after")
+    def _simulated_tags_are_counted(self) -> Config:
+        from .providers.sim_workloads import SIM_TAG_KEY
+
+        for i, p in enumerate(self.providers):
+            if isinstance(p, SimulatedProviderConfig) and p.workload_tags and (
+                    self.workloads is None or self.workloads.tag != SIM_TAG_KEY):
+                raise ValueError(f"providers[{i}].workload_tags: the simulated jobs carry {SIM_TAG_KEY!r} tags, "
+                                 f"which only count with a workloads: block whose tag is {SIM_TAG_KEY!r}")
+        return self
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
@@ -359,6 +438,11 @@ def load_config(path: str | Path | None) -> Config:
         # The built-in demo polls faster than the production defaults so `make run` visibly
         # moves within a minute.
         data: Any = {"schedule": {"calibration_interval": "30s", "jobs_interval": "15s"}}
+        # ... and shows per-workload SLOs and budgets (a user config gets them only from its
+        # own workloads: block).
+        from .providers.sim_workloads import demo_config
+
+        data.update(demo_config(speedup=60.0))
         source = "default config"
     else:
         source = str(path)

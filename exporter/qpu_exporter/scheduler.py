@@ -26,6 +26,7 @@ from .quality import validate_snapshot
 from .sharding import Shard, parse_shard
 from .store import Store
 from .view import CollectorHealth, FleetView
+from .workloads import WorkloadBook
 
 log = get_logger("qpu_exporter.poll")
 
@@ -53,6 +54,7 @@ class Poller:
     on_calibration: list[Callable] = field(default_factory=list)  # hooks, e.g. drift monitor
     intervals: dict[str, float] = field(default_factory=dict)  # collector -> poll interval
     shard: Shard | None = None  # poll only the backends of this shard (sharding.py)
+    workloads: WorkloadBook | None = None  # resolves each new job's workload (config workloads:)
     _backoff: dict[tuple[str, str, str], _Backoff] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=random.Random)
@@ -124,7 +126,7 @@ class Poller:
         cursor = self.store.cursor(provider.kind, backend, "jobs")
         since = None if cursor is None else cursor - JOBS_OVERLAP_SECONDS
         jobs = provider.jobs(backend, since)
-        new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock())
+        new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock(), self.workloads)
         if new is None:
             # Not recorded, so not counted, and the cursor stays: the next poll asks again.
             return {"jobs_seen": len(jobs), "state_write_failed": True}

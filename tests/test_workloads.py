@@ -1,0 +1,331 @@
+"""Per-workload series: tag values as labels, the kept set, conservation, config."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections import defaultdict
+
+import pytest
+
+from conftest import parse_samples
+from qpu_exporter.aggregates import job_increments
+from qpu_exporter.config import ConfigError, Config, load_config
+from qpu_exporter.model import JOB_CANCELLED, JOB_DONE, JOB_FAILED, BackendInfo, JobRecord, bounded_tags
+from qpu_exporter.store import Store
+from qpu_exporter.textformat import render
+from qpu_exporter.view import FleetView
+from qpu_exporter.workloads import (
+    AMBIGUOUS,
+    INVALID,
+    LOOKS_SECRET,
+    OTHER,
+    OVERFLOW,
+    TOO_LONG,
+    UNTAGGED,
+    WorkloadBook,
+    label_value,
+)
+
+BACKEND_COUNTERS = ("qpu_jobs_total", "qpu_jobs_failed_total", "qpu_job_usage_seconds_total", "qpu_cost_usd_total")
+TWINS = ("qpu_workload_jobs_total", "qpu_workload_jobs_failed_total", "qpu_workload_usage_seconds_total",
+         "qpu_workload_cost_usd_total")
+
+
+# --- tag values as label values -------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, expected", [
+    ("chem", ("chem", "")),
+    ("  chem\t", ("chem", "")),
+    ('"chem"', ("chem", "")),  # quotes trimmed
+    ("'ml-team'", ("ml-team", "")),
+    ("chem\nml", ("chem_ml", "")),  # a newline never reaches a label
+    ("a b/c:d=e", ("a_b_c_d_e", "")),
+    ("Química", ("Química", "")),  # unicode letters are kept
+    ("量子化学", ("量子化学", "")),
+    ("ｃｈｅｍ", ("chem", "")),  # NFKC: full-width letters are the same team
+    ("team.v2_final-3", ("team.v2_final-3", "")),
+    ("x" * 63, ("x" * 63, "")),
+    ("x" * 64, (None, TOO_LONG)),
+    ("", (None, "")),
+    ("   ", (None, "")),
+    ('"\n"', (None, INVALID)),
+    ("🚀", (None, INVALID)),
+    ("AKIAIOSFODNN7EXAMPLE", (None, LOOKS_SECRET)),  # AWS access key id
+    ("ghp_16C7e42F292c6912E7710c838347Ae178B4a", (None, LOOKS_SECRET)),
+    ("sk-proj-abcdefghijklmnop1234", (None, LOOKS_SECRET)),
+    ("xoxb-123-456-abc", (None, LOOKS_SECRET)),
+    ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", (None, LOOKS_SECRET)),  # a JWT
+    ("password=hunter2", (None, LOOKS_SECRET)),
+    ("my API_KEY", (None, LOOKS_SECRET)),
+    ("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b", (None, LOOKS_SECRET)),  # a hash / opaque key
+    ("-----BEGIN PRIVATE KEY-----", (None, LOOKS_SECRET)),
+    ("123e4567-e89b-12d3-a456-426614174000", ("123e4567-e89b-12d3-a456-426614174000", "")),  # a UUID is an id
+])
+def test_label_values_are_bounded_sanitised_and_never_secrets(raw, expected):
+    assert label_value(raw) == expected
+
+
+def test_bounded_tags_keeps_strings_and_cuts_long_ones():
+    tags = bounded_tags([("team", "chem"), ("n", 3), (None, "x"), ("k", "v" * 1000)] + [(f"k{i}", "v") for i in range(100)])
+    assert tags[0] == ("team", "chem") and ("n", 3) not in tags
+    assert tags[1] == ("k", "v" * 256) and len(tags) == 64
+    # A cut value is still too long to be a label.
+    assert label_value(tags[1][1]) == (None, TOO_LONG)
+
+
+# --- the kept set -----------------------------------------------------------------------------
+
+def test_resolution_untagged_kept_overflow_reserved_and_ambiguous():
+    book = WorkloadBook("team", max_values=2, configured=["finance"])
+    assert book.resolve([]) == (UNTAGGED, "")
+    assert book.resolve([("project", "chem")]) == (UNTAGGED, "")  # another key is not read
+    assert book.resolve([("team", "")]) == (UNTAGGED, "")
+    assert book.resolve([("team", "chem")]) == ("chem", "")
+    assert book.resolve([("team", "ml")]) == (OTHER, OVERFLOW)  # finance (configured) + chem fill max=2
+    assert book.resolve([("team", "finance")]) == ("finance", "")
+    assert book.resolve([("team", "chem"), ("team", " chem ")]) == ("chem", "")  # same label twice
+    assert book.resolve([("team", "chem"), ("team", "ml")]) == (OTHER, AMBIGUOUS)
+    assert book.resolve([("team", "other")]) == (OTHER, "")  # the reserved names mean themselves
+    assert book.resolve([("team", "untagged")]) == (UNTAGGED, "")
+    assert book.resolve([("team", "AKIAIOSFODNN7EXAMPLE")]) == (OTHER, LOOKS_SECRET)
+    assert book.resolve([("Team", "chem2")]) == (UNTAGGED, "")  # keys match exactly, as AWS tags do
+    assert book.kept() == ["finance", "chem"]
+    assert book.unsaved() == ["finance", "chem"]
+    book.saved(["finance"])
+    assert book.unsaved() == ["chem"]
+
+
+def test_a_kept_value_stays_kept_after_max_shrinks():
+    book = WorkloadBook("team", max_values=1, kept=["chem", "ml"])
+    assert book.resolve([("team", "ml")]) == ("ml", "")
+    assert book.resolve([("team", "qa")]) == (OTHER, OVERFLOW)
+
+
+# --- store: one transaction, conservation, stable labels -------------------------------------------
+
+def _job(i: int, rng: random.Random, backend: str = "b1", tags=None, unknown: bool = False) -> JobRecord:
+    """A random finished job; ``unknown``: usage and cost may be None (not known yet)."""
+    status = rng.choice([JOB_DONE, JOB_DONE, JOB_DONE, JOB_FAILED, JOB_CANCELLED])
+    queue = rng.choice([None, rng.uniform(0, 20000)])
+    maybe = (lambda x: rng.choice([None, x])) if unknown else (lambda x: x)
+    return JobRecord("sim", backend, f"j{i}", status, 1000.0 + i, 1100.0 + i, queue, None if queue is None else 5.0,
+                     maybe(rng.uniform(0, 30)), maybe(rng.uniform(0, 50)),
+                     "execution_error" if status == JOB_FAILED else "",
+                     tags=tags if tags is not None else rng.choice([(), (("team", rng.choice("abcdefg")),),
+                                                                    (("team", "x" * 80),)]))
+
+
+def _sums(counters) -> dict:
+    out = defaultdict(float)
+    for (name, labels), value in counters.items():
+        d = dict(labels)
+        if name in BACKEND_COUNTERS + TWINS:
+            out[(name, d["provider"], d["backend"])] += value
+    return out
+
+
+def _assert_conserved(counters):
+    sums = _sums(counters)
+    keys = {(p, b) for _, p, b in sums}
+    assert keys
+    for p, b in keys:
+        for backend_name, twin in zip(BACKEND_COUNTERS, TWINS, strict=True):
+            assert sums[(twin, p, b)] == pytest.approx(sums[(backend_name, p, b)], abs=1e-9), (backend_name, p, b)
+    buckets = defaultdict(float)
+    for (name, labels), value in counters.items():
+        d = dict(labels)
+        if name in ("qpu_job_queue_duration_seconds_bucket", "qpu_workload_queue_duration_seconds_bucket"):
+            buckets[(name.startswith("qpu_workload"), d["backend"], d["le"])] += value
+    assert buckets and all(buckets[(True, b, le)] == buckets[(False, b, le)] for _, b, le in buckets)
+
+
+def test_increments_conserve_with_unknown_usage_and_cost():
+    """An unknown usage or cost moves neither the backend nor the workload counter; the job counts."""
+    rng = random.Random(4)
+    book = WorkloadBook("team", max_values=3)
+    counters: dict = defaultdict(float)
+    jobs = [_job(i, rng, backend=rng.choice(["b1", "b2"]), unknown=True) for i in range(400)]
+    assert any(j.cost_usd is None for j in jobs) and any(j.usage_seconds is None for j in jobs)
+    for job in jobs:
+        for name, labels, delta in job_increments(job, *book.resolve(job.tags)):
+            counters[(name, tuple(sorted(labels.items())))] += delta
+    _assert_conserved(counters)
+    assert sum(v for (n, _), v in counters.items() if n == "qpu_workload_jobs_total") == 400
+    assert sum(v for (n, _), v in counters.items() if n == "qpu_workload_cost_usd_total") == pytest.approx(
+        sum(j.cost_usd for j in jobs if j.cost_usd is not None))
+
+
+def test_store_counts_each_job_once_under_one_workload_and_conserves(tmp_path):
+    rng = random.Random(5)
+    store = Store(tmp_path / "s.db")
+    book = WorkloadBook("team", max_values=3)
+    jobs = [_job(i, rng, backend=rng.choice(["b1", "b2"])) for i in range(300)]
+    new = store.record_jobs(jobs[:200], job_increments, now=1.0, workloads=book)
+    assert len(new) == 200
+    again = store.record_jobs(jobs[100:], job_increments, now=2.0, workloads=book)  # overlap: counted once
+    assert {j.job_id for j in again} == {j.job_id for j in jobs[200:]}
+    counters = store.counters()
+    _assert_conserved(counters)
+    total = sum(v for (n, _), v in counters.items() if n == "qpu_workload_jobs_total")
+    assert total == 300
+    workloads = {dict(k)["workload"] for n, k in counters if n == "qpu_workload_jobs_total"}
+    assert workloads == {UNTAGGED, OTHER, *book.kept()} and len(book.kept()) == 3
+    reasons = {dict(k)["reason"] for n, k in counters if n == "qpu_workload_tag_rejections_total"}
+    assert reasons == {OVERFLOW, TOO_LONG}
+    rejected = sum(v for (n, _), v in counters.items() if n == "qpu_workload_tag_rejections_total")
+    other = sum(v for (n, k), v in counters.items() if n == "qpu_workload_jobs_total" and dict(k)["workload"] == OTHER)
+    assert rejected == other
+    # Each job row holds its workload; a job's workload is the one it was counted under.
+    db = sqlite3.connect(tmp_path / "s.db")
+    rows = dict(db.execute("SELECT job_id, workload FROM jobs"))
+    assert len(rows) == 300 and None not in rows.values()
+    per_label = defaultdict(int)
+    for w in rows.values():
+        per_label[w] += 1
+    for (n, k), v in counters.items():
+        if n == "qpu_workload_jobs_total":
+            per_label[dict(k)["workload"]] -= v
+    assert not any(per_label.values())
+    store.close()
+
+
+def test_kept_values_survive_a_restart_and_keep_their_labels(tmp_path):
+    store = Store(tmp_path / "s.db")
+    book = WorkloadBook("team", max_values=2)
+    rng = random.Random(1)
+    store.record_jobs([_job(0, rng, tags=(("team", "chem"),)), _job(1, rng, tags=(("team", "ml"),))],
+                      job_increments, 1.0, workloads=book)
+    store.close()
+    store = Store(tmp_path / "s.db")
+    assert store.kept_workloads() == ["chem", "ml"]
+    book = WorkloadBook("team", max_values=2, kept=store.kept_workloads())
+    # After the restart a new value arrives first: it must not take chem's or ml's place.
+    store.record_jobs([_job(2, rng, tags=(("team", "qa"),)), _job(3, rng, tags=(("team", "ml"),))],
+                      job_increments, 2.0, workloads=book)
+    labels = {dict(k)["workload"]: v for (n, k), v in store.counters().items() if n == "qpu_workload_jobs_total"}
+    assert labels == {"chem": 1, "ml": 2, OTHER: 1}
+    store.close()
+
+
+def test_a_failed_transaction_keeps_the_new_value_pending(tmp_path):
+    store = Store(tmp_path / "s.db")
+    book = WorkloadBook("team", max_values=5)
+    rng = random.Random(2)
+
+    def broken(job, workload, rejected):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError):
+        store.record_jobs([_job(0, rng, tags=(("team", "chem"),))], broken, 1.0, workloads=book)
+    assert store.kept_workloads() == [] and book.unsaved() == ["chem"] and store.job_count() == 0
+    store.record_jobs([_job(1, rng, tags=(("team", "ml"),))], job_increments, 2.0, workloads=book)
+    assert store.kept_workloads() == ["chem", "ml"] and book.unsaved() == []
+    store.close()
+
+
+def test_an_older_state_file_gains_the_workload_column(tmp_path):
+    path = tmp_path / "old.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("DROP TABLE jobs; CREATE TABLE jobs (provider TEXT NOT NULL, backend TEXT NOT NULL, "
+                     "job_id TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, finished_at REAL NOT NULL, "
+                     "queue_seconds REAL, execution_seconds REAL, usage_seconds REAL NOT NULL, cost_usd REAL NOT NULL, "
+                     "error_class TEXT NOT NULL, recorded_at REAL NOT NULL, PRIMARY KEY (provider, backend, job_id));"
+                     "INSERT INTO jobs VALUES ('sim','b1','old',"
+                     "'done',1,2,NULL,NULL,1,1,'',1);")
+    db.close()
+    store = Store(path)
+    rng = random.Random(3)
+    job = _job(7, rng, tags=(("team", "chem"),))
+    job = JobRecord(**{**{f: getattr(job, f) for f in job.__slots__}, "usage_seconds": 1.0, "cost_usd": 1.0})
+    store.record_jobs([job], job_increments, 1.0, workloads=WorkloadBook("team", 5))
+    assert dict(sqlite3.connect(path).execute("SELECT job_id, workload FROM jobs")) == {"old": None, "j7": "chem"}
+    store.close()
+
+
+# --- exposition ---------------------------------------------------------------------------------
+
+def _render(store: Store, view: FleetView, workloads_cfg=None) -> str:
+    from qpu_exporter.exposition import families, workload_config_families
+
+    extra = [] if workloads_cfg is None else workload_config_families(workloads_cfg)
+    return render(families(view.copy(), store.counters(), version="t", revision="t", daily_budget_usd=1,
+                           extra=extra, workloads=workloads_cfg is not None)).decode()
+
+
+def test_without_a_workloads_block_nothing_changes(tmp_path):
+    """The same jobs with and without workloads: the backend series are identical, and without
+    the block no qpu_workload_ family appears at all."""
+    rng = random.Random(9)
+    jobs = [_job(i, rng) for i in range(100)]
+    view = FleetView()
+    view.set_backend(BackendInfo("sim", "b1", 5, "p"))
+    plain, tagged = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    plain.record_jobs(jobs, job_increments, 1.0)
+    cfg = Config.model_validate({"workloads": {"budgets": {"a": {"usd_per_day": 10}}}}).workloads
+    tagged.record_jobs(jobs, job_increments, 1.0, workloads=WorkloadBook("team", 50))
+    without, with_ = _render(plain, view), _render(tagged, view, cfg)
+    assert "qpu_workload" not in without
+    assert "qpu_workload_jobs_total" in with_ and 'qpu_workload_cost_budget_daily_usd{workload="a"} 10.0' in with_
+    stripped = "\n".join(line for line in with_.splitlines() if "qpu_workload" not in line)
+    assert stripped == without.rstrip("\n")
+    assert [r[0] for r in sqlite3.connect(tmp_path / "a.db").execute("SELECT DISTINCT workload FROM jobs")] == [None]
+
+
+def test_every_workload_seen_on_a_backend_has_all_its_series(tmp_path):
+    store = Store(tmp_path / "s.db")
+    view = FleetView()
+    view.set_backend(BackendInfo("sim", "b1", 5, "p"))
+    done = JobRecord("sim", "b1", "j1", JOB_DONE, 1, 2, None, None, 1.0, 2.0, tags=(("team", "chem"),))
+    store.record_jobs([done], job_increments, 1.0, workloads=WorkloadBook("team", 5))
+    text = _render(store, view, Config.model_validate({"workloads": {}}).workloads)
+    samples = parse_samples(text)
+    chem = {n for n, lab, _ in samples if lab.get("workload") == "chem"}
+    assert {"qpu_workload_jobs_total", "qpu_workload_jobs_failed_total", "qpu_workload_usage_seconds_total",
+            "qpu_workload_cost_usd_total", "qpu_workload_queue_duration_seconds_bucket",
+            "qpu_workload_queue_duration_seconds_count"} <= chem
+    store.close()
+
+
+# --- config -----------------------------------------------------------------------------------------
+
+def _load(tmp_path, text: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("workloads: {max: 0}\n", "workloads.max"),
+    ("workloads: {tag: 'team:x'}\n", "workloads.tag"),
+    ("workloads: {tag: ''}\n", "workloads.tag"),
+    ("workloads: {budgets: {chem: {usd_per_day: 0}}}\n", "workloads.budgets.chem.usd_per_day"),
+    ("workloads: {budgets: {chem: {usd: 5}}}\n", "workloads.budgets.chem.usd_per_day: Field required"),
+    ("workloads: {budgets: {'a b': {usd_per_day: 5}}}\n", "not a workload label value"),
+    ("workloads: {objectives: {chem: {job_success: 1.5}}}\n", "workloads.objectives.chem.job_success"),
+    ("workloads: {objectives: {chem: {queue_seconds: soon}}}\n", "workloads.objectives.chem.queue_seconds"),
+    ("workloads: {max: 1, budgets: {a: {usd_per_day: 1}, b: {usd_per_day: 1}}}\n", "more than max (1)"),
+    ("workloads: {bogus: 1}\n", "workloads.bogus: unknown key"),
+    ("providers:\n  - {kind: simulated, workload_tags: [chem]}\n", "providers[0].workload_tags"),
+    ("providers:\n  - {kind: simulated, workload_tags: [chem]}\nworkloads: {tag: project}\n",
+     "providers[0].workload_tags"),
+    ("providers:\n  - {kind: simulated, workload_tags: [other]}\nworkloads: {}\n", "providers[0].workload_tags"),
+])
+def test_bad_workloads_config_is_one_line_naming_the_key(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, text)
+    message = str(err.value)
+    assert expected in message and "\n" not in message, message
+
+
+def test_the_contract_example_and_the_demo_default(tmp_path):
+    cfg = _load(tmp_path, "workloads:\n  tag: team\n  max: 50\n  budgets:\n    chem: {usd_per_day: 500}\n"
+                          "  objectives:\n    chem: {job_success: 0.995, queue_seconds: 3600}\n")
+    w = cfg.workloads
+    assert (w.tag, w.max, w.budgets["chem"].usd_per_day) == ("team", 50, 500)
+    assert (w.objectives["chem"].job_success, w.objectives["chem"].queue_seconds) == (0.995, 3600)
+    assert _load(tmp_path, "providers: [{kind: simulated}]\n").workloads is None
+    demo = load_config(None)
+    assert demo.providers[0].workload_tags == ["chem", "finance", "ml"] and demo.workloads.tag == "team"
+    assert set(demo.workloads.budgets) == {"chem", "finance", "ml"}
