@@ -71,31 +71,37 @@ def _jobs_callback(jobs_fixture: dict):
     return callback
 
 
+def register_endpoints(rs, payloads: dict, jobs: dict) -> None:
+    """The IBM Cloud control plane and the runtime API on a RequestsMock; ``jobs`` is the job
+    list fixture served by GET /jobs (tests with other job lists pass their own)."""
+    rs.add_callback("POST", IAM, callback=_iam)
+    rs.add("POST", re.compile(r"https://api\.global-search-tagging\.cloud\.ibm\.com/v3/resources/search.*"),
+           json={"items": [{"crn": CRN, "service_plan_unique_id": "plan-1", "name": "inst",
+                            "doc": {"extensions": {"allocation": 1}}, "tags": []}]})
+    rs.add("GET", re.compile(r"https://globalcatalog\.cloud\.ibm\.com/api/v1/.*"),
+           json={"overview_ui": {"en": {"display_name": "Standard"}}, "metadata": {"pricing": {"type": "paid"}}})
+    rs.add("GET", re.compile(re.escape(API) + r"/backends(\?.*)?$"),
+           json={"devices": [{"name": b} for b in BACKENDS]})
+    for b in BACKENDS:
+        rs.add("GET", f"{API}/backends/{b}/configuration", json=payloads[b]["conf"])
+        rs.add("GET", re.compile(re.escape(f"{API}/backends/{b}/properties") + r"(\?.*)?$"), json=payloads[b]["props"])
+    rs.add("GET", f"{API}/backends/ibm_sherbrooke/status",
+           json={"state": True, "status": "active", "length_queue": 42, "backend_version": "1.6.73"})
+    rs.add("GET", f"{API}/backends/ibm_kingston/status",
+           json={"state": False, "status": "internal", "length_queue": 3, "backend_version": "1.0.1"})
+    rs.add_callback("GET", re.compile(re.escape(API) + r"/jobs(\?.*)?$"), callback=_jobs_callback(jobs))
+    for job_id, metrics in jobs["metrics"].items():
+        rs.add("GET", f"{API}/jobs/{job_id}/metrics", json=metrics)
+    rs.add("GET", f"{API}/instances/usage",
+           json={"usage_consumed_seconds": 1200, "usage_limit_seconds": 3600, "usage_limit_reached": False,
+                 "usage_period_start": "2025-02-01T00:00:00Z", "usage_period_end": "2025-03-01T00:00:00Z"})
+
+
 @pytest.fixture
 def stub(payloads):
     """A RequestsMock serving the IBM Cloud control plane and the runtime API."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rs:
-        rs.add_callback("POST", IAM, callback=_iam)
-        rs.add("POST", re.compile(r"https://api\.global-search-tagging\.cloud\.ibm\.com/v3/resources/search.*"),
-               json={"items": [{"crn": CRN, "service_plan_unique_id": "plan-1", "name": "inst",
-                                "doc": {"extensions": {"allocation": 1}}, "tags": []}]})
-        rs.add("GET", re.compile(r"https://globalcatalog\.cloud\.ibm\.com/api/v1/.*"),
-               json={"overview_ui": {"en": {"display_name": "Standard"}}, "metadata": {"pricing": {"type": "paid"}}})
-        rs.add("GET", re.compile(re.escape(API) + r"/backends(\?.*)?$"),
-               json={"devices": [{"name": b} for b in BACKENDS]})
-        for b in BACKENDS:
-            rs.add("GET", f"{API}/backends/{b}/configuration", json=payloads[b]["conf"])
-            rs.add("GET", re.compile(re.escape(f"{API}/backends/{b}/properties") + r"(\?.*)?$"), json=payloads[b]["props"])
-        rs.add("GET", f"{API}/backends/ibm_sherbrooke/status",
-               json={"state": True, "status": "active", "length_queue": 42, "backend_version": "1.6.73"})
-        rs.add("GET", f"{API}/backends/ibm_kingston/status",
-               json={"state": False, "status": "internal", "length_queue": 3, "backend_version": "1.0.1"})
-        rs.add_callback("GET", re.compile(re.escape(API) + r"/jobs(\?.*)?$"), callback=_jobs_callback(payloads["jobs"]))
-        for job_id, metrics in payloads["jobs"]["metrics"].items():
-            rs.add("GET", f"{API}/jobs/{job_id}/metrics", json=metrics)
-        rs.add("GET", f"{API}/instances/usage",
-               json={"usage_consumed_seconds": 1200, "usage_limit_seconds": 3600, "usage_limit_reached": False,
-                     "usage_period_start": "2025-02-01T00:00:00Z", "usage_period_end": "2025-03-01T00:00:00Z"})
+        register_endpoints(rs, payloads, payloads["jobs"])
         yield rs
 
 

@@ -26,6 +26,7 @@ Tasks come from the ``search_quantum_tasks`` paginator (no per-task call), excep
 results carry only createdAt and endedAt, so queue time is derived from observation:
 the first poll that sees a task RUNNING bounds its start (resolution: the jobs interval).
 Cost comes from the price table (per task + per shot, 0 for failed/cancelled tasks).
+Each task's tags come with its search result (for workloads, docs/workloads.md): no extra call.
 Braket bills shots, not QPU time: ``usage_seconds`` is 0.
 
 Probe circuits (``run_circuits``) go through the Braket SDK: one OpenQASM 3 task per
@@ -66,6 +67,7 @@ from ..model import (
     JobRecord,
     Measurement,
     QubitCalibration,
+    bounded_tags,
     durations_from_timestamps,
     parse_timestamp,
 )
@@ -878,4 +880,11 @@ class BraketProvider(Provider):
             provider=self.kind, backend=dev.name, job_id=str(task["quantumTaskArn"]), status=status,
             created_at=created, finished_at=finished, queue_seconds=queue, execution_seconds=execution,
             usage_seconds=0.0, cost_usd=cost, error_class=error,
+            tags=task_tags(task.get("tags")),
         )
+
+
+def task_tags(tags: Any) -> tuple[tuple[str, str], ...]:
+    """A task's tags as (key, value) pairs. SearchQuantumTasks returns them on every task
+    summary (QuantumTaskSummary.tags), so reading them costs no request; absent means none."""
+    return bounded_tags(sorted(tags.items())) if isinstance(tags, dict) else ()

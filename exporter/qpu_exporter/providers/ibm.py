@@ -9,7 +9,8 @@ each endpoint rather than the SDK's object layer, because:
   providers.md §2); the raw ``/properties`` payload goes to ``parse_properties``, which
   keeps offsets and per-metric dates;
 * ``RuntimeJobV2.status()`` makes one ``GET /jobs/{id}`` per job; the list endpoint
-  already carries each job's state, so one paged ``GET /jobs`` serves hundreds of jobs.
+  already carries each job's state (and its tags, read for workloads: docs/workloads.md),
+  so one paged ``GET /jobs`` serves hundreds of jobs.
 
 ``RuntimeClient`` is private API; if a future SDK drops a method we use, polls fail with
 ``unavailable`` and a message naming it (pin-tested against 0.51).
@@ -35,6 +36,7 @@ cached, never repeated); discovery once: 1 + N (configurations), plus the SDK's 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -55,6 +57,7 @@ from ..model import (
     BackendStatus,
     CalibrationSnapshot,
     JobRecord,
+    bounded_tags,
     durations_from_timestamps,
     parse_timestamp,
 )
@@ -84,6 +87,7 @@ _FINAL_STATES = {
     "CANCELLEDMAXEXECUTIONTIMEREACHED": JOB_FAILED,
 }
 RAN_TOO_LONG_CODE = 1305  # the SDK maps CANCELLED + 1305 to ERROR; so do we
+_KEY_VALUE_TAG = re.compile(r"([^:=]*)[:=](.*)", re.DOTALL)
 
 
 def error_class(status: str, reason_code: int | None) -> str:
@@ -132,6 +136,17 @@ def usage_seconds(entry: dict, metrics: dict | None) -> float:
                 if value is not None:
                     return max(0.0, value)
     return 0.0
+
+
+def job_tags(tags: Any) -> tuple[tuple[str, str], ...]:
+    """A job's tags (the list's ``tags``, free strings) as (key, value) pairs: "key:value" or
+    "key=value", split at the first ':' or '='; a tag without either is not a key/value tag."""
+    pairs = []
+    for tag in tags if isinstance(tags, list) else ():
+        m = _KEY_VALUE_TAG.match(tag) if isinstance(tag, str) else None
+        if m:
+            pairs.append((m.group(1).strip(), m.group(2)))
+    return bounded_tags(pairs)
 
 
 @dataclass
@@ -632,6 +647,7 @@ class IbmProvider(Provider):
             provider=self.kind, backend=backend, job_id=str(entry["id"]), status=status,
             created_at=created, finished_at=finished, queue_seconds=queue, execution_seconds=execution,
             usage_seconds=usage, cost_usd=cost, error_class=error_class(status, code),
+            tags=job_tags(entry.get("tags")),
         )
 
     def _remember(self, record: JobRecord) -> None:
