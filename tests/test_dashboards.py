@@ -36,7 +36,8 @@ from qpu_exporter.catalog import SPECS  # noqa: E402
 JSON_DIR = ROOT / "dashboards" / "json"
 DOCS = ROOT / "docs" / "dashboards.md"
 RULE_FILES = sorted((ROOT / "alerts" / "rules").glob("*.yml"))
-UIDS = {"qpu-executive.json": "qpu-executive", "qpu-oncall.json": "qpu-oncall", "qpu-qubit.json": "qpu-qubit"}
+UIDS = {"qpu-executive.json": "qpu-executive", "qpu-oncall.json": "qpu-oncall", "qpu-qubit.json": "qpu-qubit",
+        "qpu-workloads.json": "qpu-workloads"}
 
 # Metrics announced but not in the catalog yet (all have landed).
 ANNOUNCED_METRICS: frozenset[str] = frozenset()
@@ -45,6 +46,7 @@ PROMETHEUS_BUILTINS = frozenset({"up", "ALERTS"})
 # Values for a static parse of the queries: any syntactically valid stand-ins will do.
 STATIC_VALUES = {
     "datasource": "prometheus", "job": ".+", "instance": ".+", "provider": ".*", "backend": ".*", "qubit": ".+",
+    "workload": ".*",
     "__rate_interval": "1m", "__interval": "15s", "__interval_ms": "15000", "__range": "1d", "__range_s": "86400",
     "__range_ms": "86400000",
 }
