@@ -329,3 +329,43 @@ def test_the_contract_example_and_the_demo_default(tmp_path):
     demo = load_config(None)
     assert demo.providers[0].workload_tags == ["chem", "finance", "ml"] and demo.workloads.tag == "team"
     assert set(demo.workloads.budgets) == {"chem", "finance", "ml"}
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+def test_report_draws_cost_and_success_per_workload(tmp_path):
+    from conftest import run_cli
+    from qpu_exporter.config import SimulatedProviderConfig
+    from qpu_exporter.providers.simulated import SimulatedProvider
+    from qpu_exporter.report import workload_totals
+
+    origin = 1_700_000_000.0
+    now = [origin]
+    cfg = SimulatedProviderConfig(kind="simulated", backends=["fake_fez"], seed=3, speedup=3600,
+                                  workload_tags=["chem", "finance", "ml"])
+    sim = SimulatedProvider(cfg, origin=origin, clock=lambda: now[0])
+    now[0] = origin + 40  # 40 simulated hours of jobs
+    jobs = sim.jobs("fake_fez", None)
+    store = Store(tmp_path / "s.db")
+    store.record_jobs(jobs, job_increments, now[0], workloads=WorkloadBook("team", 50))
+    totals = workload_totals(store.counters())
+    store.close()
+    by_team: dict = defaultdict(lambda: [0, 0, 0.0])
+    for j in jobs:
+        team = dict(j.tags).get("team", UNTAGGED)
+        by_team[team][0] += 1
+        by_team[team][1] += j.status == JOB_FAILED
+        by_team[team][2] += j.cost_usd
+    assert set(totals) == {"chem", "finance", "ml", UNTAGGED}
+    for team, (n, failed, cost) in by_team.items():
+        assert (totals[team]["jobs"], totals[team]["failed"]) == (n, failed)
+        assert totals[team]["cost_usd"] == pytest.approx(cost)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"state_path: {tmp_path / 's.db'}\nworkloads:\n  budgets: {{chem: {{usd_per_day: 5000}}}}\n"
+                      "  objectives: {ml: {job_success: 0.97}}\n")
+    out = tmp_path / "report"
+    result = run_cli("report", "--out", str(out), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    page = out / "workloads.png"
+    assert str(page) in result.stdout.split()
+    assert page.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and page.stat().st_size > 20_000
