@@ -288,6 +288,33 @@ def test_every_workload_seen_on_a_backend_has_all_its_series(tmp_path):
     store.close()
 
 
+def test_a_cached_histogram_rebuild_equals_a_fresh_one(tmp_path):
+    """The histogram cache redoes only the keys whose counts moved; the bytes must equal a
+    rendering without cache after every change."""
+    from qpu_exporter.exposition import families
+
+    rng = random.Random(11)
+    store = Store(tmp_path / "s.db")
+    book = WorkloadBook("team", 3)
+    view = FleetView()
+    for b in ("b1", "b2"):
+        view.set_backend(BackendInfo("sim", b, 5, "p"))
+    cache: dict = {}
+
+    def text(cache_arg):
+        return render(families(view.copy(), store.counters(), version="t", revision="t", daily_budget_usd=1,
+                               workloads=True, histogram_cache=cache_arg))
+
+    for step in range(4):
+        jobs = [_job(100 * step + i, rng, backend=rng.choice(["b1", "b2"])) for i in range(20)]
+        store.record_jobs(jobs, job_increments, float(step), workloads=book)
+        cached = text(cache)
+        assert cached == text(None), f"step {step}"
+        assert b"qpu_workload_queue_duration_seconds_bucket" in cached
+    assert cache
+    store.close()
+
+
 # --- config -----------------------------------------------------------------------------------------
 
 def _load(tmp_path, text: str):

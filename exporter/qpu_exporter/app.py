@@ -13,7 +13,7 @@ from . import __version__
 from .config import Config
 from .drift_feed import DriftFeed
 from .logs import get_logger
-from .exposition import CalibrationCache, Renderer, families, workload_config_families
+from .exposition import CalibrationCache, HistogramCache, Renderer, families, workload_config_families
 from .providers.factory import build_providers
 from .scheduler import Poller, Scheduler
 from .server import ExporterHTTPServer
@@ -48,7 +48,8 @@ class Exporter:
         self.providers = build_providers(config, origin=origin)
         self.view = FleetView()
         self.drift = DriftFeed(config.drift.settings(), self.store)
-        self._calibration_cache: CalibrationCache = {}  # only the renderer thread uses it
+        self._calibration_cache: CalibrationCache = {}  # only the renderer thread uses these two
+        self._histogram_cache: HistogramCache = {}
         build = partial(
             self._families, version=__version__, revision=revision(), budget=config.cost.daily_budget_usd
         )
@@ -70,7 +71,8 @@ class Exporter:
                         daily_budget_usd=budget,
                         extra=self.drift.families() + (self.probes.feed.families() if self.probes else [])
                         + ([] if workloads is None else workload_config_families(workloads)),
-                        calibration_cache=self._calibration_cache, workloads=workloads is not None)
+                        calibration_cache=self._calibration_cache, workloads=workloads is not None,
+                        histogram_cache=self._histogram_cache)
 
     def _probe_runner(self):
         from .probes.feed import ProbeFeed

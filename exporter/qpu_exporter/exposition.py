@@ -30,6 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -84,6 +85,10 @@ def _counter(name: str) -> CounterMetricFamily:
 # rebuild re-creates and re-formats samples only for backends polled since the last one
 # (the dominant cost at 100k series).
 CalibrationCache = dict[tuple[str, str], tuple[object, dict[str, list[Sample]], dict[str, str]]]
+# (histogram, label values) -> (bucket values and sum, samples, their rendered lines): a rebuild
+# re-creates only the histograms whose counts moved since the last one (with per-workload
+# histograms there are tens of thousands of samples, most of them unchanged).
+HistogramCache = dict[tuple[str, tuple[str, ...]], tuple[tuple[float, ...], list[Sample], str]]
 
 
 def _ts(x: float | None) -> float:
@@ -100,6 +105,7 @@ def families(
     extra: Iterable[Metric] = (),
     calibration_cache: CalibrationCache | None = None,
     workloads: bool = False,
+    histogram_cache: HistogramCache | None = None,
 ) -> list[Metric]:
     """The exporter's metric families from a view copy. ``calibration_cache``, kept by the
     caller between rebuilds, lets a rebuild redo only the backends polled since the last.
@@ -137,7 +143,7 @@ def families(
             pending.add_metric(list(key), st.pending_jobs)
     out += [info, up, maint, window, pending]
     out += _calibration_families(v, {} if calibration_cache is None else calibration_cache)
-    out += _counter_families(v, counters, workloads)
+    out += _counter_families(v, counters, workloads, {} if histogram_cache is None else histogram_cache)
     usage_fams = {k: _gauge(f"qpu_instance_usage_{k}") for k in ("consumed_seconds", "limit_seconds", "remaining_seconds")}
     for provider, usage in sorted(v.usage.items()):
         for k, fam in usage_fams.items():
@@ -228,7 +234,8 @@ def _calibration_families(v: ViewCopy, cache: CalibrationCache) -> list[Metric]:
     return out
 
 
-def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float], workloads: bool) -> list[Metric]:
+def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float], workloads: bool,
+                      histogram_cache: HistogramCache) -> list[Metric]:
     by_name: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
     for (name, labels), value in counters.items():
         by_name[name].append((dict(labels), value))
@@ -261,7 +268,7 @@ def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float], 
         elif spec.type == "histogram":
             # Every backend has its job histograms; every workload seen on a backend its own.
             known = workload_keys if name.startswith(WORKLOAD_PREFIX) else v.backends
-            out.append(_histogram_family(name, by_name, known))
+            out.append(_histogram_family(name, by_name, known, histogram_cache))
     return out
 
 
@@ -280,21 +287,31 @@ def workload_config_families(cfg) -> list[Metric]:
     return [budget, success, queue]
 
 
-def _histogram_family(name: str, by_name, known) -> HistogramMetricFamily:
+def _histogram_family(name: str, by_name, known, cache: HistogramCache) -> HistogramMetricFamily:
     spec = SPECS[name]
     fam = HistogramMetricFamily(name, spec.help, labels=list(spec.labels))
+    text: list[str] = []
     buckets: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
     sums: dict[tuple[str, ...], float] = {}
+    key_of = itemgetter(*spec.labels)  # histograms have at least provider and backend: a tuple
     for labels, value in by_name.get(f"{name}_bucket", ()):
-        buckets[tuple(labels[l] for l in spec.labels)][labels["le"]] = value
+        buckets[key_of(labels)][labels["le"]] = value
     for labels, value in by_name.get(f"{name}_sum", ()):
-        sums[tuple(labels[l] for l in spec.labels)] = value
+        sums[key_of(labels)] = value
     for key in known:
         buckets.setdefault(key, {})
     bounds = [repr(float(b)) for b in HISTOGRAMS[name]] + ["+Inf"]
     for key in sorted(buckets):
         got = buckets[key]
-        fam.add_metric(list(key), [(b, got.get(b, 0.0)) for b in bounds], sums.get(key, 0.0))
+        values = (*[got.get(b, 0.0) for b in bounds], sums.get(key, 0.0))
+        hit = cache.get((name, key))
+        if hit is None or hit[0] != values:
+            one = HistogramMetricFamily(name, "", labels=list(spec.labels))
+            one.add_metric(list(key), list(zip(bounds, values[:-1])), values[-1])
+            hit = cache[(name, key)] = (values, one.samples, textformat.render_samples(one.samples))
+        fam.samples.extend(hit[1])
+        text.append(hit[2])
+    setattr(fam, textformat.SAMPLE_TEXT_ATTR, text)
     return fam
 
 
