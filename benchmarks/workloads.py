@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 from qpu_exporter.aggregates import job_increments

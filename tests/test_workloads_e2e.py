@@ -13,18 +13,14 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
-import yaml
 
-from conftest import REPO, free_port, http_get, parse_samples, require_binary, wait_until
-from test_alerts_e2e import _alertmanager_config
+from conftest import REPO, parse_samples, wait_until
+from test_alerts_e2e import alerting_stack, prometheus_args
 
 pytestmark = pytest.mark.integration
 
@@ -64,25 +60,11 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 def test_workload_page_and_ticket_reach_the_team_grouped_by_workload(start_exporter, start_prometheus, tmp_path):
-    am_bin = require_binary("prometheus-alertmanager")
-    rules = tmp_path / "rules"
-    subprocess.run([sys.executable, str(REPO / "alerts/generate.py"), "--config", str(REPO / "alerts/config.fast.yaml"),
-                    "--out", str(rules)], check=True, capture_output=True, timeout=60)
     _Hook.payloads = []
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    am_port = free_port()
-    (tmp_path / "am.yml").write_text(yaml.safe_dump(_alertmanager_config(f"http://127.0.0.1:{hook.server_port}")))
-    am = subprocess.Popen(
-        [am_bin, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am'}",
-         f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
-        stdout=(tmp_path / "am.log").open("wb"), stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: http_get(f"http://127.0.0.1:{am_port}/-/ready")[0] == 200, 30, "alertmanager ready")
+    with alerting_stack(tmp_path, _Hook) as (rule_files, am_address):
         ex = start_exporter(E2E_CONFIG)
-        start_prometheus([f"127.0.0.1:{ex.port}"], rule_files=[str(p) for p in sorted(rules.glob("*.yml"))],
-                         alertmanager=f"127.0.0.1:{am_port}", extra_args=["--rules.alert.resend-delay=2s"])
+        start_prometheus([f"127.0.0.1:{ex.port}"], rule_files=rule_files, alertmanager=am_address,
+                         extra_args=prometheus_args)
 
         def firing(payload, name):
             return [a for a in payload["alerts"] if a["status"] == "firing" and a["labels"]["alertname"] == name]
@@ -111,10 +93,6 @@ def test_workload_page_and_ticket_reach_the_team_grouped_by_workload(start_expor
                 assert set(p["groupLabels"]) == {"workload"}, p["groupLabels"]
         burned = {a["labels"]["workload"] for _, p in _Hook.payloads for a in firing(p, "QPUWorkloadErrorBudgetBurn")}
         assert burned == {"chem"}, burned
-    finally:
-        am.terminate()
-        am.wait(timeout=10)
-        hook.shutdown()
 
 
 # --- conservation across scrapes and SIGKILL restarts ---------------------------------------------
