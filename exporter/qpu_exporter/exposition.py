@@ -108,8 +108,8 @@ def families(
     histogram_cache: HistogramCache | None = None,
 ) -> list[Metric]:
     """The exporter's metric families from a view copy. ``calibration_cache``, kept by the
-    caller between rebuilds, lets a rebuild redo only the backends polled since the last.
-    ``workloads``: export the per-workload families (config has a workloads: block); without
+    caller between rebuilds, lets a rebuild redo only the backends polled since the last;
+    ``histogram_cache`` only the histograms whose counts moved. ``workloads``: export the per-workload families (config has a workloads: block); without
     it none of them appears, not even empty."""
     out: list[Metric] = []
     build = _gauge("qpu_exporter_build_info")

@@ -19,7 +19,7 @@ untagged tenth the failure and job-length factors average 1, so the backend fail
 spend are the base ones; the largest failure factor (1.4) keeps every workload within a 99 %
 objective as long as the base failure probability is below 0.7 %.
 
-Draws come from their own generator (seeded by seed, backend, step, job), so a fleet without
+Draws come from their own generator (seeded by seed, backend and step), so a fleet without
 workload tags evolves exactly as before.
 """
 
