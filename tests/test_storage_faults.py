@@ -25,6 +25,19 @@ class Clock:
         return self.t
 
 
+def _sqlite(store: Store, sql: str):
+    """On the store's own SQLite connection (one per process), as the database engine sees it."""
+    conn = store.engine.raw_connection()
+    try:
+        return conn.driver_connection.execute(sql).fetchone()
+    finally:
+        conn.close()
+
+
+def _pragma(store: Store, pragma: str):
+    return _sqlite(store, f"PRAGMA {pragma}")[0]
+
+
 def test_disk_full_serves_from_memory_counts_failures_and_loses_no_job(tmp_path):
     clock = Clock()
     sim = SimulatedProvider(SimulatedProviderConfig(kind="simulated", backends=["fake_fez"], speedup=3600.0),
@@ -44,9 +57,11 @@ def test_disk_full_serves_from_memory_counts_failures_and_loses_no_job(tmp_path)
     jobs_before = store.job_count()
     assert jobs_before > 0
 
-    # The disk fills up: no page may be added to the database any more.
-    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
-    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    # The disk fills up: no page may be added to the database any more (and none is free:
+    # replacing a snapshot leaves its old pages on the freelist until reused).
+    _sqlite(store, "VACUUM")
+    pages = _pragma(store, "page_count")
+    _pragma(store, f"max_page_count = {pages}")
     stale_t1 = view.copy().calibration[("simulated", "fake_fez")].qubits[0].values["t1"]
     for _ in range(4):
         poll_round()
@@ -60,7 +75,7 @@ def test_disk_full_serves_from_memory_counts_failures_and_loses_no_job(tmp_path)
     assert store.job_count() == jobs_before, "nothing could be written"
 
     # Space comes back: the jobs finished meanwhile are recorded and counted exactly once.
-    store._db.execute("PRAGMA max_page_count = 1073741823")
+    _pragma(store, "max_page_count = 1073741823")
     poll_round()
     produced = {j.job_id for j in sim.jobs("fake_fez", None)}
     recorded = store.job_ids("simulated", "fake_fez")

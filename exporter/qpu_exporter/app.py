@@ -16,7 +16,9 @@ from .logs import get_logger
 from .exposition import CalibrationCache, Renderer, families
 from .providers.factory import build_providers
 from .scheduler import Poller, Scheduler
+from .probes.shared import FOLLOW_SECONDS, SharedProbes
 from .server import ExporterHTTPServer
+from .sharding import parse_shard
 from .store import Store
 from .view import FleetView
 from .websecurity import WebConfig
@@ -41,12 +43,14 @@ def revision() -> str:
 class Exporter:
     def __init__(self, config: Config, listen: tuple[str, int], web: WebConfig | None = None):
         self.config = config
-        self.store = Store(config.state_path)
+        self.store = Store.from_config(config)
         # The simulated fleet's origin is persisted so a restart continues the same history.
         origin = float(self.store.meta_default("simulation_origin", repr(time.time())))
         self.providers = build_providers(config, origin=origin)
         self.view = FleetView()
-        self.drift = DriftFeed(config.drift.settings(), self.store)
+        # A shard shows only its own backends, also from state other exporters share.
+        self.owns = parse_shard(config.shard).owns if config.shard else None
+        self.drift = DriftFeed(config.drift.settings(), self.store, owns=self.owns)
         self._calibration_cache: CalibrationCache = {}  # only the renderer thread uses it
         build = partial(
             self._families, version=__version__, revision=revision(), budget=config.cost.daily_budget_usd
@@ -78,7 +82,10 @@ class Exporter:
             return self.view.copy().calibration.get((provider.kind, backend)) or provider.calibration(backend)
 
         feed = ProbeFeed()
-        feed.load(self.store.latest_probe_results())
+        # Results of probes any exporter on this database ran: now, and as they are recorded.
+        self.shared_probes = SharedProbes(self.store, feed, on_probe_value=self.drift.on_probe, owns=self.owns,
+                                          on_change=self.view.touch)
+        self.shared_probes.load()
         return ProbeRunner(self.providers, self.store, self.config.probes, status_of=status_of,
                            calibration_of=calibration_of, feed=feed, on_probe_value=self.drift.on_probe,
                            on_change=self.view.touch)
@@ -96,8 +103,9 @@ class Exporter:
         self.scheduler.every(30.0, self.drift.save, "save-drift-state")
         if self.probes is not None:  # the rolling budget window frees budget as time passes
             self.scheduler.every(60.0, self.probes.refresh_budget, "probe-budget")
+            self.scheduler.every(FOLLOW_SECONDS, self.shared_probes.follow, "probe-follow")
         host, port = self.address
-        log.info("serving", address=f"{host}:{port}", state_path=str(self.config.state_path),
+        log.info("serving", address=f"{host}:{port}", state=self.store.display, instance=self.store.instance,
                  providers=",".join(p.kind for p in self.providers))
 
     def stop(self) -> None:

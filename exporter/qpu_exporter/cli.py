@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     rbfit.add_argument("file", help="JSON document ('-' for stdin); see docs/rb.md")
 
     hist = sub.add_parser("export-history", help="write the stored calibration history as backtest CSV")
-    hist.add_argument("--config", help="config whose state_path to read (or set QPU_EXPORTER_STATE_PATH)")
+    hist.add_argument("--config", help="config whose state to read (state_path or state_url; or set QPU_EXPORTER_STATE_PATH/_URL)")
     hist.add_argument("--provider")
     hist.add_argument("--backend")
     hist.add_argument("--since", type=float, help="unix seconds")
@@ -63,13 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         pr.add_argument("--qubits", help="a qubit or a native pair, e.g. 3 or 3,4 (default: the configured targets)")
         pr.add_argument("--interleaved", choices=["sx", "x", "ecr", "cz", "cx"], help="interleaved-RB gate")
         pr.add_argument("--provider", help="provider kind, when two providers share a backend name")
-        pr.add_argument("--config", help="YAML config (its state_path holds the budget ledger)")
+        pr.add_argument("--config", help="YAML config (its state holds the budget ledger)")
         if name == "check":
             pr.add_argument("--max-epc", dest="max_epc", type=float, required=True, help="fail above this EPC")
 
     rep = sub.add_parser("report", help="render PNG plots from the state file (no Grafana needed)")
     rep.add_argument("--out", required=True, help="directory for the PNG files")
-    rep.add_argument("--config", help="config whose state_path and drift settings to use")
+    rep.add_argument("--config", help="config whose state and drift settings to use")
     rep.add_argument("--backend", help="backend for the T1 plot (default: the one whose qubit moved most)")
     rep.add_argument("--qubit", type=int, help="qubit for the T1 plot (with --backend)")
 
@@ -197,9 +197,9 @@ def _open_state(config_path):
     from .store import StateError, Store
 
     config = load_config(config_path)
-    if not config.state_path.exists():
+    if config.state_url is None and not config.state_path.exists():
         raise StateError(f"state file {config.state_path} does not exist")
-    return config, Store(config.state_path)
+    return config, Store.from_config(config)
 
 
 def _report(args) -> int:
