@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--backend", help="backend for the T1 plot (default: the one whose qubit moved most)")
     rep.add_argument("--qubit", type=int, help="qubit for the T1 plot (with --backend)")
 
+    mig = sub.add_parser("migrate-state", help="copy a SQLite state file into an empty PostgreSQL database")
+    mig.add_argument("--from", dest="source", required=True, metavar="FILE", help="the SQLite state file (state_path)")
+    mig.add_argument("--to", dest="target", required=True, metavar="URL",
+                     help="postgresql://user@host:port/database, empty (password: QPU_EXPORTER_STATE_PASSWORD, "
+                          "PGPASSWORD or a libpq password file)")
+
     docs = sub.add_parser("docs", help="print generated documentation")
     docs.add_argument("what", choices=["metrics"])
     return p
@@ -104,6 +110,8 @@ def _main(argv: list[str] | None) -> int:
         return probe_command(args) if args.command == "probe" else check_command(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "migrate-state":
+        return _migrate_state(args)
     if args.command == "docs":
         from .catalog import render_markdown
 
@@ -256,6 +264,20 @@ def _export_history(args) -> int:
             prefix = "" if args.backend else f"{provider}/{backend}/"
             out.writerow([repr(measured_at), prefix + series_name(quantity, target), repr(value)])
     store.close()
+    return 0
+
+
+def _migrate_state(args) -> int:
+    from .store import StateError
+    from .store.copy import migrate_state
+    from .store.engine import parse_target
+
+    try:
+        copied = migrate_state(args.source, args.target, os.environ.get("QPU_EXPORTER_STATE_PASSWORD") or None)
+    except StateError as exc:
+        return _fail(str(exc))
+    where = parse_target(args.target)[0].display
+    print(f"copied {args.source} into {where}: " + ", ".join(f"{n} {table}" for table, n in copied.items()))
     return 0
 
 

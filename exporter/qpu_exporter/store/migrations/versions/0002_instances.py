@@ -48,9 +48,9 @@ CREATE TABLE cursors_v2 (
     value REAL NOT NULL, PRIMARY KEY (instance, provider, backend, name)
 )"""
 _NEW = """
-CREATE TABLE drift_state (instance TEXT PRIMARY KEY, saved_at REAL NOT NULL, payload TEXT NOT NULL);
-CREATE TABLE instances (instance TEXT PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL);
-CREATE TABLE locks (name TEXT PRIMARY KEY)
+CREATE TABLE drift_state (instance TEXT NOT NULL PRIMARY KEY, saved_at REAL NOT NULL, payload TEXT NOT NULL);
+CREATE TABLE instances (instance TEXT NOT NULL PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL);
+CREATE TABLE locks (name TEXT NOT NULL PRIMARY KEY)
 """
 _JOB_COLUMNS = ("provider, backend, job_id, status, created_at, finished_at, queue_seconds, execution_seconds, "
                 "usage_seconds, cost_usd, error_class, recorded_at")
