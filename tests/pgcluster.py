@@ -84,6 +84,9 @@ class Cluster:
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
 
+    def running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.data), "status", check=False).returncode == 0
+
     def create_database(self, name: str | None = None) -> str:
         """A new empty database; returns its URL (without the password)."""
         import psycopg

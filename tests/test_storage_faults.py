@@ -94,3 +94,48 @@ def test_unwritable_state_path_refuses_to_start_with_one_line(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "state file" in lines[0] and str(blocker) in lines[0], r.stderr
     assert os.path.isfile(blocker)
+
+
+def test_postgresql_going_away_and_back_serves_from_memory_and_loses_no_job(postgres):
+    """The database server stops (as in a crash or a restart) under a running poller: polls
+    keep serving fresh data from memory with the failures counted, nothing raises out of the
+    poller, and once the server is back the jobs finished meanwhile are counted exactly once."""
+    cluster = postgres  # the session's server: started again below whatever happens
+    try:
+        clock = Clock()
+        sim = SimulatedProvider(SimulatedProviderConfig(kind="simulated", backends=["fake_manila"], speedup=3600.0),
+                                origin=ORIGIN, clock=clock)
+        store = Store(cluster.create_database(), password=cluster.password)
+        view = FleetView()
+        poller = Poller([sim], store, view, clock=clock)
+        poller.discover(sim)
+
+        def poll_round():
+            clock.t += 30
+            for poll in (poller.poll_status, poller.poll_calibration, poller.poll_jobs):
+                poll(sim, "fake_manila")
+
+        poll_round()
+        jobs_before = store.job_count()
+        assert jobs_before > 0
+        cluster.stop("immediate")
+        stale_t1 = view.copy().calibration[("simulated", "fake_manila")].qubits[0].values["t1"]
+        for _ in range(3):
+            poll_round()
+        v = view.copy()
+        assert store.write_failures >= 3
+        assert v.health[("simulated", "fake_manila", "jobs")].success, "the provider poll itself worked"
+        assert v.calibration[("simulated", "fake_manila")].qubits[0].values["t1"].measured_at > stale_t1.measured_at
+        text = render(families(v, store.counters(), version="t", revision="t", daily_budget_usd=1)).decode()
+        assert sample(text, "qpu_exporter_state_write_failures_total") == store.write_failures
+
+        cluster.start()
+        poll_round()
+        produced = {j.job_id for j in sim.jobs("fake_manila", None)}
+        assert produced <= store.job_ids("simulated", "fake_manila")
+        total = sum(v for (n, _), v in store.counters().items() if n == "qpu_jobs_total")
+        assert total == store.job_count() > jobs_before
+        store.close()
+    finally:
+        if not cluster.running():
+            cluster.start()
