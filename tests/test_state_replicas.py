@@ -151,6 +151,15 @@ def test_a_replica_pair_probes_once_within_the_cap_fails_over_and_answers_like_o
     wait_until(lambda: capped(pair[survivor]), 120, "the pair reaching its cap", interval=0.5)
     records = _probe_records(engine)
     assert len(records) > before
+    # The database password (from the environment) is nowhere: logs, landing page, the state.
+    for ex in pair.values():
+        assert pg_state.password not in ex.log()
+    assert pg_state.password not in pair[survivor].get("/")[1].decode()
+    with engine.connect() as conn:
+        tables = [t for (t,) in conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))]
+        for table in tables:
+            assert not conn.execute(text(f"SELECT 1 FROM {table} t WHERE t::text LIKE :pw"),
+                                    {"pw": f"%{pg_state.password}%"}).first(), table
     _assert_no_overlap(records)
     ledger = _ledger(engine)
     assert set(ledger) == {"fake_lagos", "fake_manila"} and all(v <= PAIR_CAP for v in ledger.values()), ledger
