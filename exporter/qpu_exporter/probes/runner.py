@@ -217,8 +217,9 @@ class ProbeRunner:
                       targets: list[ProbeTarget] | None = None, progress: Progress | None = None,
                       served_since: float | None = None) -> list[ProbeOutcome]:
         """Probe ``targets`` (default: the next n_targets in rotation) holding the backend.
-        With ``served_since``: do nothing when a probe of the backend (by any process on the
-        database) started after it, i.e. another replica already served this tick."""
+        ``served_since`` marks a scheduled tick: it does nothing, and counts no skip, when
+        another process (a replica on the same database, a CLI probe) holds the backend or
+        started a probe of it after ``served_since``: that process serves the tick."""
         kind = provider.kind
         lock = self._lock_of(kind, backend)
         if not lock.acquire(blocking=False):
@@ -226,6 +227,9 @@ class ProbeRunner:
             return []
         try:
             if not self._hold_lease(provider, backend):
+                if served_since is not None:  # a scheduled tick: the other process serves it
+                    log.debug("probe tick served by another process", provider=kind, backend=backend)
+                    return []
                 self.skipped(kind, backend, "busy", detail="another_process")
                 return []
             try:
