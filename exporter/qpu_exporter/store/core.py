@@ -101,6 +101,7 @@ class Store:
                 raise StateError(f"state file {self.path}: {exc.strerror or exc}") from None
         self.engine = create(self.target, url_password or password)
         self._insert = pg_insert if self.kind == "postgresql" else sqlite_insert
+        self._compiled: dict[str, tuple[str, list[str] | None]] = {}  # _bulk_insert's statements
         try:
             self._open()
         except StateError:
@@ -226,8 +227,14 @@ class Store:
         with self._tx(write=True) as conn:
             added = 0
             if rows:
-                stmt = self._insert(calibration).on_conflict_do_nothing().returning(calibration.c.measured_at)
-                added = len(conn.execute(stmt, rows).all())
+                # Plain executemany (RETURNING would double the cost). sqlite3 sums its row
+                # count; psycopg reports none, so count this fetch's rows before and after.
+                this_fetch = (select(func.count()).select_from(calibration)
+                              .where(calibration.c.provider == snap.provider, calibration.c.backend == snap.backend,
+                                     calibration.c.fetched_at == snap.fetched_at))
+                before = 0 if self.kind == "sqlite" else conn.execute(this_fetch).scalar_one()
+                done = self._bulk_insert(conn, calibration, rows)
+                added = done if self.kind == "sqlite" else conn.execute(this_fetch).scalar_one() - before
             conn.execute(self._insert(latest).values(provider=snap.provider, backend=snap.backend,
                                                      kind="calibration", payload=payload)
                          .on_conflict_do_update(index_elements=[latest.c.provider, latest.c.backend, latest.c.kind],
@@ -272,34 +279,64 @@ class Store:
             for j in batch
         ]
         with self._tx(write=True) as conn:
-            inserted: set[tuple[str, str, str]] = set()
-            if rows:
-                stmt = (self._insert(jobs).on_conflict_do_nothing()
-                        .returning(jobs.c.provider, jobs.c.backend, jobs.c.job_id))
-                inserted = {tuple(r) for r in conn.execute(stmt, rows)}
-            new = []
-            for j in batch:  # a job listed twice in one answer is new once
+            # Which of these jobs this instance has recorded: a poll re-asks an overlap window,
+            # so most are, and only the new rows are written (one instance is one process, and
+            # SQLite's write lock is held from the start: nothing changes between the two).
+            known = self._known_jobs(conn, batch)
+            new, fresh = [], []
+            for j, row in zip(batch, rows):
                 key = (j.provider, j.backend, j.job_id)
-                if key in inserted:
-                    inserted.discard(key)
+                if key not in known:
+                    known.add(key)  # a job listed twice in one answer is new once
                     new.append(j)
+                    fresh.append(row)
+            if fresh:
+                self._bulk_insert(conn, jobs, fresh)
             pending = self._stage_counters(conn, [inc for j in new for inc in increments_of(j)])
         # Only after the commit succeeded does the in-memory view move forward.
         self._apply(pending)
         return new
 
+    def _bulk_insert(self, conn: Connection, table, rows: list[dict]) -> int:
+        """INSERT ... ON CONFLICT DO NOTHING of many rows as one driver executemany: SQLAlchemy's
+        per-row parameter processing would cost more than the database does for thousands of
+        calibration values. The SQL is the Core statement's, compiled once per dialect.
+        Returns the driver's row count (sqlite3 sums it; psycopg gives -1)."""
+        sql = self._compiled.get(table.name)
+        if sql is None:
+            compiled = self._insert(table).on_conflict_do_nothing().compile(dialect=conn.dialect)
+            sql = self._compiled[table.name] = (str(compiled), compiled.positiontup if compiled.positional else None)
+        text_, order = sql
+        params = rows if order is None else [tuple(r[k] for k in order) for r in rows]
+        return conn.exec_driver_sql(text_, params).rowcount
+
+    def _known_jobs(self, conn: Connection, batch: list[JobRecord]) -> set[tuple[str, str, str]]:
+        by_backend: dict[tuple[str, str], list[str]] = {}
+        for j in batch:
+            by_backend.setdefault((j.provider, j.backend), []).append(j.job_id)
+        known = set()
+        for (provider, backend), ids in by_backend.items():
+            for i in range(0, len(ids), 500):
+                known.update((provider, backend, job_id) for job_id in conn.execute(
+                    select(jobs.c.job_id).where(jobs.c.instance == self.instance, jobs.c.provider == provider,
+                                                jobs.c.backend == backend, jobs.c.job_id.in_(ids[i:i + 500]))).scalars())
+        return known
+
     def _stage_counters(self, conn: Connection, increments: Iterable[CounterIncrement]) -> dict[CounterKey, float]:
         """Add counter increments inside the caller's transaction; returns the new totals, which
         the caller applies to the in-memory view once the commit succeeded."""
+        summed: dict[CounterKey, float] = {}
+        for name, labels, delta in increments:
+            key = (name, _label_key(labels))
+            summed[key] = summed.get(key, 0.0) + float(delta)
+        if not summed:
+            return {}
         deltas: dict[tuple[str, str, str], float] = {}
         keys: dict[tuple[str, str, str], CounterKey] = {}
-        for name, labels, delta in increments:
-            key = _label_key(labels)
-            row = (SHARED if name in SHARED_COUNTERS else self.instance, name, _labels_json(key))
-            deltas[row] = deltas.get(row, 0.0) + float(delta)
-            keys[row] = (name, key)
-        if not deltas:
-            return {}
+        for (name, label_key), delta in summed.items():
+            row = (SHARED if name in SHARED_COUNTERS else self.instance, name, _labels_json(label_key))
+            deltas[row] = delta
+            keys[row] = (name, label_key)
         stmt = self._insert(counters)
         stmt = stmt.on_conflict_do_update(
             index_elements=[counters.c.instance, counters.c.name, counters.c.labels],
