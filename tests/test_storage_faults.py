@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from conftest import run_cli, sample
 from qpu_exporter.config import SimulatedProviderConfig
 from qpu_exporter.exposition import families
 from qpu_exporter.providers.simulated import SimulatedProvider
 from qpu_exporter.scheduler import Poller
-from qpu_exporter.store import Store
+from qpu_exporter.store import StateError, Store
 from qpu_exporter.textformat import render
 from qpu_exporter.view import FleetView
 
@@ -105,7 +107,9 @@ def test_postgresql_going_away_and_back_serves_from_memory_and_loses_no_job(post
         clock = Clock()
         sim = SimulatedProvider(SimulatedProviderConfig(kind="simulated", backends=["fake_manila"], speedup=3600.0),
                                 origin=ORIGIN, clock=clock)
-        store = Store(cluster.create_database(), password=cluster.password)
+        url = cluster.create_database()
+        store = Store(url, password=cluster.password, instance="primary")
+        store.claim_instance()
         view = FleetView()
         poller = Poller([sim], store, view, clock=clock)
         poller.discover(sim)
@@ -130,6 +134,11 @@ def test_postgresql_going_away_and_back_serves_from_memory_and_loses_no_job(post
         assert sample(text, "qpu_exporter_state_write_failures_total") == store.write_failures
 
         cluster.start()
+        store.keep_instance_claim()  # the restart ended the claim's session: taken again
+        twin = Store(url, password=cluster.password, instance="primary")
+        with pytest.raises(StateError, match="in use"):
+            twin.claim_instance()
+        twin.close()
         poll_round()
         produced = {j.job_id for j in sim.jobs("fake_manila", None)}
         assert produced <= store.job_ids("simulated", "fake_manila")

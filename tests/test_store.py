@@ -214,3 +214,20 @@ def test_faults_are_one_line_errors_without_secrets_or_parameters(state):
     message = str(err.value)
     assert "\n" not in message and "newer qpu-exporter" in message and "0099" in message
     assert state.password is None or state.password not in message
+
+
+def test_one_running_exporter_per_instance_name(pg_state):
+    """A second exporter with the same instance name would share the first one's counters and
+    job records: it is refused at start while the first runs, and welcome once it is gone."""
+    first = pg_state.store(instance="replica-a")
+    first.claim_instance()
+    other = pg_state.store(instance="replica-b")
+    other.claim_instance()  # another name: fine
+    twin = pg_state.store(instance="replica-a")
+    with pytest.raises(StateError) as err:
+        twin.claim_instance()
+    assert "'replica-a' is in use" in str(err.value) and "\n" not in str(err.value)
+    first.close()
+    twin.claim_instance()
+    twin.keep_instance_claim()  # its session alive: nothing to do
+    twin.close(), other.close()

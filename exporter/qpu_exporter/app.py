@@ -19,7 +19,7 @@ from .scheduler import Poller, Scheduler
 from .probes.shared import FOLLOW_SECONDS, SharedProbes
 from .server import ExporterHTTPServer
 from .sharding import parse_shard
-from .store import Store
+from .store import StateError, Store
 from .view import FleetView
 from .websecurity import WebConfig
 
@@ -44,6 +44,11 @@ class Exporter:
     def __init__(self, config: Config, listen: tuple[str, int], web: WebConfig | None = None):
         self.config = config
         self.store = Store.from_config(config)
+        try:
+            self.store.claim_instance()  # two exporters with one instance name would share counters
+        except StateError:
+            self.store.close()
+            raise
         # The simulated fleet's origin is persisted so a restart continues the same history.
         origin = float(self.store.meta_default("simulation_origin", repr(time.time())))
         self.providers = build_providers(config, origin=origin)
@@ -101,6 +106,7 @@ class Exporter:
         # Detector state is saved every 30 s and at shutdown: a crash loses at most 30 s of
         # detector updates, never the baseline.
         self.scheduler.every(30.0, self.drift.save, "save-drift-state")
+        self.scheduler.every(30.0, self.store.keep_instance_claim, "state-instance-claim")
         if self.probes is not None:  # the rolling budget window frees budget as time passes
             self.scheduler.every(60.0, self.probes.refresh_budget, "probe-budget")
             self.scheduler.every(FOLLOW_SECONDS, self.shared_probes.follow, "probe-follow")

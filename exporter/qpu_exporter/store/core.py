@@ -102,6 +102,8 @@ class Store:
         self.engine = create(self.target, url_password or password)
         self._insert = pg_insert if self.kind == "postgresql" else sqlite_insert
         self._compiled: dict[str, tuple[str, list[str] | None]] = {}  # _bulk_insert's statements
+        self._claim: Connection | None = None  # claim_instance's session
+        self._claim_wanted = False
         try:
             self._open()
         except StateError:
@@ -178,6 +180,47 @@ class Store:
             except SQLAlchemyError as exc:
                 raise StorageError(one_line(exc)) from exc
 
+    def claim_instance(self) -> None:
+        """Refuse a second running exporter with this instance name on the database: its job
+        records and counters would be this one's. PostgreSQL: a session advisory lock held on a
+        connection of its own for the life of the store (released by the server when the process
+        dies, however it dies). SQLite: the file is one exporter's; nothing to claim."""
+        if self.kind != "postgresql":
+            return
+        self._claim_wanted = True
+        try:
+            conn = self.engine.connect()
+            got = conn.execute(select(func.pg_try_advisory_lock(func.hashtextextended(
+                f"qpu-exporter instance {self.instance}", 0)))).scalar_one()
+            conn.commit()  # the lock is the session's, not the transaction's
+        except SQLAlchemyError as exc:
+            raise StateError(f"{self.target.what}: {one_line(exc)}") from None
+        if not got:
+            conn.close()
+            raise StateError(
+                f"{self.target.what}: instance {self.instance!r} is in use by another running exporter; give "
+                f"each exporter its own instance name (instance, QPU_EXPORTER_INSTANCE)")
+        self._claim = conn
+
+    def keep_instance_claim(self) -> None:
+        """Take the claim again when its session ended (the database restarted); periodic."""
+        if not self._claim_wanted:
+            return
+        if self._claim is not None:
+            try:
+                self._claim.exec_driver_sql("SELECT 1")
+                self._claim.commit()
+                return
+            except SQLAlchemyError:
+                self._claim.invalidate()
+                self._claim.close()
+                self._claim = None
+        try:
+            self.claim_instance()
+            log.info("instance claim taken again", instance=self.instance)
+        except StateError as exc:  # database still away, or another exporter took the name
+            log.error("instance claim not held", instance=self.instance, error=str(exc))
+
     @staticmethod
     def _lock(conn: Connection, name: str) -> None:
         """Hold ``locks.name`` until commit (PostgreSQL row lock; on SQLite the BEGIN IMMEDIATE
@@ -185,6 +228,15 @@ class Store:
         conn.execute(select(locks.c.name).where(locks.c.name == name).with_for_update())
 
     def close(self) -> None:
+        self._claim_wanted = False
+        if self._claim is not None:
+            try:  # the claim ends now, not when the server notices the session's end
+                self._claim.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+                self._claim.commit()
+            except SQLAlchemyError:
+                self._claim.invalidate()
+            self._claim.close()
+            self._claim = None
         with self._serial:
             try:
                 if self.kind == "sqlite":
