@@ -20,6 +20,17 @@ from qpu_exporter.sharding import shard_of
 
 RULES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "alerts" / "rules").glob("*.yml"))
 PAIR_CAP = 900  # shots per backend and day: three two-qubit probes of 288 shots
+# Small fast probes, every 2 s from the start.
+PROBES = """
+state_path: STATE_PATH
+schedule: {calibration_interval: 1s, jobs_interval: 1s, probe_interval: 2s}
+probes:
+  start_delay: 0s
+  max_concurrent: 2
+  shots_per_probe: 300
+  min_shots: 20
+  max_circuits: 12
+  agreement_shots: 0"""
 PAIR = """
 providers:
   - kind: simulated
@@ -28,18 +39,10 @@ providers:
     speedup: 3600
     incidents:
       - {backend: fake_manila, kind: job_failures, at: 0s, duration: 30d}
-schedule: {calibration_interval: 1s, jobs_interval: 1s, probe_interval: 2s}
-probes:
-  start_delay: 0s
-  max_concurrent: 2
-  shots_per_probe: 300
-  min_shots: 20
-  max_circuits: 12
+""" + PROBES + """
   max_length: 200
-  agreement_shots: 0
   targets: [{backend: fake_lagos, qubits: [0, 1]}, {backend: fake_manila, qubits: [0, 1]}]
   budget: {shots_per_day: %d, usd_per_day: 100000}
-state_path: STATE_PATH
 """ % PAIR_CAP
 PROBE_SERIES = ("qpu_probe_runs_total", "qpu_probe_shots_total", "qpu_probe_failures_total",
                 "qpu_probe_last_success_timestamp_seconds", "qpu_probe_epc_ratio")
@@ -194,19 +197,11 @@ providers:
     backends: [fake_manila, fake_perth, fake_nairobi, fake_casablanca, fake_lagos, fake_jakarta]
     seed: 3
     speedup: 3600
-schedule: {calibration_interval: 1s, jobs_interval: 1s, probe_interval: 2s}
-probes:
-  start_delay: 0s
-  max_concurrent: 2
-  shots_per_probe: 300
-  min_shots: 20
-  max_circuits: 12
+""" + PROBES + """
   max_length: 40
-  agreement_shots: 0
   auto_qubits: 1
   auto_pairs: 0
   budget: {shots_per_day: 100000, usd_per_day: 100000, global_shots_per_day: 900}
-state_path: STATE_PATH
 """
 
 

@@ -40,11 +40,12 @@ def _pragma(store: Store, pragma: str):
     return _sqlite(store, f"PRAGMA {pragma}")[0]
 
 
-def test_disk_full_serves_from_memory_counts_failures_and_loses_no_job(tmp_path):
+def _polled_fleet(store: Store, backend: str):
+    """(view, poll_round, simulated provider): the real poller on one simulated backend, each
+    round 30 s later (a simulated half day)."""
     clock = Clock()
-    sim = SimulatedProvider(SimulatedProviderConfig(kind="simulated", backends=["fake_fez"], speedup=3600.0),
+    sim = SimulatedProvider(SimulatedProviderConfig(kind="simulated", backends=[backend], speedup=3600.0),
                             origin=ORIGIN, clock=clock)
-    store = Store(tmp_path / "state.db")
     view = FleetView()
     poller = Poller([sim], store, view, clock=clock)
     poller.discover(sim)
@@ -52,8 +53,14 @@ def test_disk_full_serves_from_memory_counts_failures_and_loses_no_job(tmp_path)
     def poll_round():
         clock.t += 30
         for poll in (poller.poll_status, poller.poll_calibration, poller.poll_jobs):
-            poll(sim, "fake_fez")
+            poll(sim, backend)
 
+    return view, poll_round, sim
+
+
+def test_disk_full_serves_from_memory_counts_failures_and_loses_no_job(tmp_path):
+    store = Store(tmp_path / "state.db")
+    view, poll_round, sim = _polled_fleet(store, "fake_fez")
     for _ in range(3):
         poll_round()
     jobs_before = store.job_count()
@@ -104,21 +111,10 @@ def test_postgresql_going_away_and_back_serves_from_memory_and_loses_no_job(post
     poller, and once the server is back the jobs finished meanwhile are counted exactly once."""
     cluster = postgres  # the session's server: started again below whatever happens
     try:
-        clock = Clock()
-        sim = SimulatedProvider(SimulatedProviderConfig(kind="simulated", backends=["fake_manila"], speedup=3600.0),
-                                origin=ORIGIN, clock=clock)
         url = cluster.create_database()
         store = Store(url, password=cluster.password, instance="primary")
         store.claim_instance()
-        view = FleetView()
-        poller = Poller([sim], store, view, clock=clock)
-        poller.discover(sim)
-
-        def poll_round():
-            clock.t += 30
-            for poll in (poller.poll_status, poller.poll_calibration, poller.poll_jobs):
-                poll(sim, "fake_manila")
-
+        view, poll_round, sim = _polled_fleet(store, "fake_manila")
         poll_round()
         jobs_before = store.job_count()
         assert jobs_before > 0
