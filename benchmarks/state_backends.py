@@ -8,9 +8,10 @@ Measures what a poll and a probe pay the store, with the same Store code on both
   means most jobs are known, a few are new and counted in the same transaction);
 - probe reservation: one budget reservation (lock, sums over the 24 h ledger, insert), alone and
   with 4 threads racing;
-- failover: two exporter processes on one PostgreSQL probe the same backends; the one holding a
-  probe lease is SIGKILLed, and the clock runs until the other takes the lease and starts the
-  next probe (and until that probe is recorded).
+- failover: two exporter processes on one PostgreSQL (same host) probe the same backends; the
+  one holding a probe lease is SIGKILLed, and the clock runs until the other takes the lease and
+  starts the next probe, and until that probe is recorded. (Across hosts the dead holder's lease
+  is void only when it expires: docs/state.md.)
 
 PostgreSQL is a throw-away local cluster (tests/pgcluster.py: initdb + pg_ctl, loopback TCP,
 fsync off as in the tests, so the figures are the database's CPU and round trips, not a disk's).
@@ -153,6 +154,7 @@ def failover(cluster, interval: float, trials: int) -> list[tuple[float, float]]
     import psycopg
 
     url = cluster.create_database()
+    Store(url, password=cluster.password, instance="setup").close()  # the schema, before anyone polls it
     tmp = Path(tempfile.mkdtemp(prefix="qpu-failover-"))
     (tmp / "config.yaml").write_text(FAILOVER % interval)
     env = {**os.environ, "QPU_EXPORTER_STATE_PATH": "", "QPU_EXPORTER_STATE_URL": url,
@@ -178,11 +180,12 @@ def failover(cluster, interval: float, trials: int) -> list[tuple[float, float]]
     try:
         start("replica-a")
         start("replica-b")
-        # Both replicas warm (each has run a probe: qiskit's first circuits take seconds).
-        _wait(lambda: all("probe succeeded" in (tmp / f"{n}.log").read_text(errors="replace") for n in procs), 600,
-              "both replicas to probe once", interval=0.5)
         for _ in range(trials):
-            held = _wait(lambda: {n: h for n, h in holders().items() if n in procs}, 120, "a probe lease", 0.01)
+            # A replica in the middle of a probe (it holds the backend's lease) dies; the clock
+            # runs until the survivor holds a lease (its next tick: the dead holder's lease is
+            # void, its pid being gone) and until the survivor's probe is recorded (a replica
+            # that never probed first spends seconds importing qiskit's transpiler plugins).
+            held = _wait(lambda: {n: h for n, h in holders().items() if n in procs}, 600, "a probe lease", 0.01)
             victim = next(iter(held))
             survivor = next(n for n in procs if n != victim)
             last_run = rows("SELECT coalesce(max(id), 0) FROM probe_runs")[0][0]
@@ -192,11 +195,9 @@ def failover(cluster, interval: float, trials: int) -> list[tuple[float, float]]
             _wait(lambda: survivor in holders(), 4 * interval + 120, "the survivor's lease", 0.01)
             took = time.monotonic() - killed
             _wait(lambda: rows(f"SELECT count(*) FROM probe_runs WHERE id > {last_run}")[0][0] > 0,
-                  4 * interval + 120, "the survivor's probe record", 0.05)
+                  4 * interval + 300, "the survivor's probe record", 0.05)
             out.append((took, time.monotonic() - killed))
-            start(victim)  # back as a warm-up-needing replica; the next trial kills a lease holder
-            _wait(lambda: "probe succeeded" in (tmp / f"{victim}.log").read_text(errors="replace")[-20000:]
-                  or procs[victim].poll() is not None, 600, "the restarted replica", interval=0.5)
+            start(victim)  # back; the next trial kills whichever replica holds a lease then
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -235,7 +236,7 @@ def main() -> None:
         print("|---|---|")
         for i, (lease, recorded) in enumerate(trials, 1):
             print(f"| trial {i}: survivor holds the lease / its probe recorded | {lease:.1f} / {recorded:.1f} |")
-        print(f"| median until the survivor probes | {statistics.median(t for t, _ in trials):.1f} |")
+        print(f"| median until the survivor holds the lease | {statistics.median(t for t, _ in trials):.1f} |")
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (2 cores)")
     finally:
         cluster.remove()
