@@ -18,7 +18,7 @@ from conftest import free_port, http_get, wait_until
 CONFIG = """
 providers:
   - kind: simulated
-    backends: [fake_fez]
+    backends: [fake_manila]
     speedup: 600
 schedule: {calibration_interval: 1s, jobs_interval: 1s}
 probes: {enabled: false}

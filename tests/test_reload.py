@@ -15,7 +15,7 @@ providers:
     backends: [{backends}]
     seed: 3
     speedup: 600
-schedule: {{calibration_interval: 2s, jobs_interval: 2s}}
+schedule: {{calibration_interval: 1s, jobs_interval: 1s}}
 probes: {{enabled: false}}
 {extra}
 """
@@ -38,49 +38,49 @@ def _backends(text: str) -> set[str]:
 
 def test_sighup_adds_a_backend_and_a_bad_config_keeps_the_running_one(start_exporter, tmp_path):
     cfg = tmp_path / "qpu.yaml"
-    cfg.write_text(CONFIG.format(backends="fake_fez", extra=""))
+    cfg.write_text(CONFIG.format(backends="fake_manila", extra=""))
     ex = start_exporter(extra_args=["--config", str(cfg)])
     text = ex.metrics()
-    assert _backends(text) == {"fake_fez"}
+    assert _backends(text) == {"fake_manila"}
     assert sample(text, "qpu_exporter_config_last_reload_successful") == 1
     started_at = sample(text, "qpu_exporter_config_last_reload_success_timestamp_seconds")
 
     # SIGHUP with a second backend: it is polled and served without a restart.
-    cfg.write_text(CONFIG.format(backends="fake_fez, fake_torino", extra=""))
+    cfg.write_text(CONFIG.format(backends="fake_manila, fake_lima", extra=""))
     ex.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: _backends(ex.metrics()) == {"fake_fez", "fake_torino"}, 60, "fake_torino served after SIGHUP")
-    wait_until(lambda: sample(ex.metrics(), "qpu_exporter_collector_success", backend="fake_torino",
-                              collector="calibration") == 1, 60, "fake_torino polled")
+    wait_until(lambda: _backends(ex.metrics()) == {"fake_manila", "fake_lima"}, 60, "fake_lima served after SIGHUP")
+    wait_until(lambda: sample(ex.metrics(), "qpu_exporter_collector_success", backend="fake_lima",
+                              collector="calibration") == 1, 60, "fake_lima polled")
     text = ex.metrics()
     assert sample(text, "qpu_exporter_config_last_reload_successful") == 1
     assert sample(text, "qpu_exporter_config_last_reload_success_timestamp_seconds") > started_at
     assert ex.proc.poll() is None and "config reloaded" in ex.log()
 
     # A bad file through POST /-/reload: 500 naming the key, the running config kept and polled.
-    cfg.write_text(CONFIG.format(backends="fake_fez", extra="schedule_typo: 1"))
+    cfg.write_text(CONFIG.format(backends="fake_manila", extra="schedule_typo: 1"))
     code, body = _post(ex.url + "/-/reload")
     assert code == 500 and "schedule_typo: unknown key" in body
     wait_until(lambda: sample(ex.metrics(), "qpu_exporter_config_last_reload_successful") == 0, 60,
                "the failed reload exported")
     text = ex.metrics()
-    assert _backends(text) == {"fake_fez", "fake_torino"}
-    before = sample(text, "qpu_exporter_collector_last_success_timestamp_seconds", backend="fake_torino", collector="status")
+    assert _backends(text) == {"fake_manila", "fake_lima"}
+    before = sample(text, "qpu_exporter_collector_last_success_timestamp_seconds", backend="fake_lima", collector="status")
     wait_until(lambda: sample(ex.metrics(), "qpu_exporter_collector_last_success_timestamp_seconds",
-                              backend="fake_torino", collector="status") > before, 60, "polls going on")
+                              backend="fake_lima", collector="status") > before, 60, "polls going on")
 
     # What needs a restart is refused with a message, the running config kept.
-    cfg.write_text(CONFIG.format(backends="fake_fez", extra="drift: {arl0: 1000}"))
+    cfg.write_text(CONFIG.format(backends="fake_manila", extra="drift: {arl0: 1000}"))
     code, body = _post(ex.url + "/-/reload")
     assert code == 500 and "drift: cannot change without a restart" in body
     assert ex.get("/-/reload")[0] == 405
 
     # A good file again: the removed backend is no longer served.
-    cfg.write_text(CONFIG.format(backends="fake_fez", extra=""))
+    cfg.write_text(CONFIG.format(backends="fake_manila", extra=""))
     code, body = _post(ex.url + "/-/reload")
     assert code == 200, body
-    wait_until(lambda: _backends(ex.metrics()) == {"fake_fez"}
+    wait_until(lambda: _backends(ex.metrics()) == {"fake_manila"}
                and sample(ex.metrics(), "qpu_exporter_config_last_reload_successful") == 1, 60,
-               "fake_torino gone after its removal")
+               "fake_lima gone after its removal")
     assert ex.get("/-/ready")[0] == 200
     assert "Traceback" not in ex.log()
 

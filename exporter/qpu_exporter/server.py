@@ -157,11 +157,12 @@ class HTTPServers:
             out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         return out
 
-    def __getattr__(self, name):
-        # Settings shared by every server (provider_kinds, reload, ...) are set on all.
-        return getattr(self.servers[0], name)
+    @property
+    def web(self) -> WebConfig:
+        return self.servers[0].web  # one WebConfig shared by all
 
     def set(self, **values) -> None:
+        """Set an attribute shared by every server (provider_kinds, reload, ...)."""
         for srv in self.servers:
             for k, v in values.items():
                 setattr(srv, k, v)

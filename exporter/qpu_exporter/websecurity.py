@@ -144,6 +144,7 @@ class WebConfig:
         self._bad_error = ""
         self._limiter = _limiter(self._settings.rate_limit)
         self._auth_cache: dict[bytes, bool] = {}
+        self._cache_lock = threading.Lock()
         self._bcrypt_lock = threading.Lock()  # bcrypt is CPU-bound by design: one at a time
 
     @property
@@ -207,16 +208,18 @@ class WebConfig:
         if not known:
             hashed = _dummy_hash()
         key = hashlib.sha256(b"\0".join((user.encode(), hashed, password.encode()))).digest()
-        cached = self._auth_cache.get(key)
+        with self._cache_lock:
+            cached = self._auth_cache.get(key)
         if cached is None:
             import bcrypt
 
             with self._bcrypt_lock:
                 # bcrypt reads at most 72 bytes of password, as Go's implementation does.
                 cached = bcrypt.checkpw(password.encode()[:72], hashed)
-            if len(self._auth_cache) >= 100:
-                self._auth_cache.pop(next(iter(self._auth_cache)), None)
-            self._auth_cache[key] = cached
+            with self._cache_lock:
+                if len(self._auth_cache) >= 100:  # a bounded cache, oldest entry out
+                    self._auth_cache.pop(next(iter(self._auth_cache)))
+                self._auth_cache[key] = cached
         return known and cached
 
 
