@@ -69,9 +69,9 @@ def test_sighup_adds_a_backend_and_a_bad_config_keeps_the_running_one(start_expo
                               backend="fake_lima", collector="status") > before, 60, "polls going on")
 
     # What needs a restart is refused with a message, the running config kept.
-    cfg.write_text(CONFIG.format(backends="fake_manila", extra="drift: {arl0: 1000}"))
+    cfg.write_text(CONFIG.format(backends="fake_manila", extra="shard: 0/2"))
     code, body = _post(ex.url + "/-/reload")
-    assert code == 500 and "drift: cannot change without a restart" in body
+    assert code == 500 and "shard: cannot change without a restart" in body
     assert ex.get("/-/reload")[0] == 405
 
     # A good file again: the removed backend is no longer served.
@@ -81,6 +81,11 @@ def test_sighup_adds_a_backend_and_a_bad_config_keeps_the_running_one(start_expo
     wait_until(lambda: _backends(ex.metrics()) == {"fake_manila"}
                and sample(ex.metrics(), "qpu_exporter_config_last_reload_successful") == 1, 60,
                "fake_lima gone after its removal")
+    from conftest import parse_samples
+
+    # Only its counters stay (totals kept in the state file, as after a restart).
+    left = {n for n, lab, _ in parse_samples(ex.metrics()) if lab.get("backend") == "fake_lima"}
+    assert all(n.endswith(("_total", "_bucket", "_count", "_sum")) for n in left), left
     assert ex.get("/-/ready")[0] == 200
     assert "Traceback" not in ex.log()
 
@@ -91,3 +96,24 @@ def test_restart_only_keys_are_named():
     assert restart_only_changes(running, Config.model_validate({"state_path": "/a.db", "shard": "0/2"})) == ["shard"]
     assert restart_only_changes(running, Config.model_validate(
         {"state_path": "/a.db", "schedule": {"jobs_interval": "5m"}, "probes": {"budget": {"usd_per_day": 1}}})) == []
+
+
+def test_drift_series_of_a_removed_backend_are_left_out(tmp_path):
+    """After a reload the detectors still hold a removed backend's series; what is served
+    keeps only the backends the view knows."""
+    from qpu_exporter.app import only_backends
+    from qpu_exporter.drift import DriftSettings
+    from qpu_exporter.drift_feed import DriftFeed
+    from qpu_exporter.model import CalibrationSnapshot, Measurement, QubitCalibration
+    from qpu_exporter.store import Store
+
+    feed = DriftFeed(DriftSettings(warmup=10), Store(tmp_path / "s.db"))
+    for i in range(15):
+        for backend in ("kept", "removed"):
+            snap = CalibrationSnapshot("simulated", backend, 1e9 + i, 1e9 + i)
+            snap.qubits = [QubitCalibration(0, {"t1": Measurement(1e-4 * (1 + 0.01 * (i % 3)), 1e9 + i)})]
+            feed.on_calibration(snap)
+    served = {s.labels["backend"] for fam in feed.families() for s in fam.samples}
+    assert served == {"kept", "removed"}
+    kept = {s.labels["backend"] for fam in only_backends(feed.families(), {("simulated", "kept")}) for s in fam.samples}
+    assert kept == {"kept"}

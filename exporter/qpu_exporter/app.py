@@ -38,6 +38,14 @@ def revision() -> str:
         return "unknown"
 
 
+def only_backends(fams, backends: set[tuple[str, str]]):
+    """The families with samples of backends not in ``backends`` left out."""
+    for fam in fams:
+        fam.samples = [s for s in fam.samples
+                       if not s.labels.get("backend") or (s.labels.get("provider"), s.labels["backend"]) in backends]
+    return fams
+
+
 class Exporter:
     def __init__(self, config: Config, listen: tuple[str, int] | list[tuple[str, int]], web: WebConfig | None = None,
                  telemetry_path: str = "/metrics"):
@@ -82,6 +90,9 @@ class Exporter:
 
     def _families(self, snapshot, *, version: str, revision: str):
         extra = self.drift.families() + (self.probes.feed.families() if self.probes else [])
+        if self.reloader is not None and self.reloader.applied:
+            # A reload may have removed backends the detectors and probe records still know.
+            extra = only_backends(extra, set(snapshot.backends))
         return families(snapshot, self.store.counters(), version=version, revision=revision,
                         daily_budget_usd=self.config.cost.daily_budget_usd,
                         extra=extra + (self.reloader.families() if self.reloader else []),

@@ -46,6 +46,7 @@ class Reloader:
         self.clock = clock
         self.last_successful = True  # the config loaded at start counts, as in Prometheus
         self.last_success_at = clock()
+        self.applied = 0  # reloads applied since start
         self._lock = threading.Lock()
 
     def reload(self) -> tuple[bool, str]:
@@ -69,6 +70,7 @@ class Reloader:
                 return False, f"internal error: {type(exc).__name__}"
             self.last_successful = True
             self.last_success_at = self.clock()
+            self.applied += 1
             self.exporter.view.touch()
             log.info("config reloaded", **summary)
             return True, "config reloaded"
