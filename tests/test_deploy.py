@@ -108,7 +108,7 @@ def test_compose_exporter_service():
     assert svc.get("read_only") is True and svc.get("user", "").split(":")[0] != "0"
     for key in CREDENTIALS:  # passed through from the environment, never written in the file
         assert svc["environment"][key] == f"${{{key}:-}}"
-    assert "/-/healthy" in " ".join(svc["healthcheck"]["test"])
+    assert svc["healthcheck"]["test"][1:4] == ["python", "-m", "qpu_exporter.healthcheck"]  # asks /-/healthy
 
 
 def test_compose_exporter_config_is_valid():
@@ -446,3 +446,32 @@ def test_systemd_sandbox_exposure_is_low(tmp_path):
     if m is None:
         pytest.skip("this systemd-analyze has no offline security mode")
     assert float(m.group(1)) <= 2.0, result.stdout[-2000:]
+
+
+def test_image_carries_its_revision_and_a_healthcheck_that_works_with_auth(monkeypatch):
+    """The revision comes from a required build arg into the environment build_info reads; the
+    HEALTHCHECK runs the exporter's own healthcheck (200, 401 or 429 = alive; it is exercised
+    against a live TLS + basic-auth exporter in test_websecurity.py)."""
+    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    stages = re.split(r"^FROM\s", text, flags=re.M)[1:]
+    assert len(stages) == 2
+    build, final = stages
+    assert re.search(r"^ARG REVISION$", build, re.M) and re.search(r'test -n "\$REVISION" \|\|', build)
+    assert re.search(r"^ARG REVISION$", final, re.M)
+    assert "QPU_EXPORTER_REVISION=${REVISION}" in final and 'org.opencontainers.image.revision="${REVISION}"' in final
+    monkeypatch.setenv("QPU_EXPORTER_REVISION", "0123456789ab")
+    from qpu_exporter.app import revision
+
+    assert revision() == "0123456789ab"
+    m = re.search(r"^HEALTHCHECK .*\n\s*CMD (\[.*\])", text, re.M)
+    cmd = json.loads(m.group(1))
+    assert cmd == ["python", "-m", "qpu_exporter.healthcheck", f"127.0.0.1:{EXPORTER_PORT}"]
+    svc = _compose()["services"]["qpu-exporter"]
+    assert svc["healthcheck"]["test"] == ["CMD", *cmd]
+    assert svc["build"]["args"]["REVISION"].startswith("${QPU_EXPORTER_REVISION:?")
+    # Nothing listens on this port: the healthcheck says so and fails.
+    from conftest import free_port
+
+    r = subprocess.run([sys.executable, "-m", "qpu_exporter.healthcheck", f"127.0.0.1:{free_port()}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "refused" in r.stderr.lower()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from .model import JOB_CANCELLED, JOB_FAILED, JobRecord
 
-# Queue times run from seconds to a day (devices-and-users.md §3d); execution from
+# Queue times run from seconds to a day (IBM's and Braket's queues on busy devices, as users
+# report them); execution from
 # sub-second sampler jobs to hour-long sessions.
 QUEUE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 EXECUTION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)

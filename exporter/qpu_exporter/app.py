@@ -17,7 +17,7 @@ from .exposition import CalibrationCache, Renderer, families
 from .providers.factory import build_providers
 from .scheduler import Poller, Scheduler
 from .probes.shared import FOLLOW_SECONDS, SharedProbes
-from .server import ExporterHTTPServer
+from .server import HTTPServers
 from .sharding import parse_shard
 from .store import StateError, Store
 from .view import FleetView
@@ -40,8 +40,17 @@ def revision() -> str:
         return "unknown"
 
 
+def only_backends(fams, backends: set[tuple[str, str]]):
+    """The families with samples of backends not in ``backends`` left out."""
+    for fam in fams:
+        fam.samples = [s for s in fam.samples
+                       if not s.labels.get("backend") or (s.labels.get("provider"), s.labels["backend"]) in backends]
+    return fams
+
+
 class Exporter:
-    def __init__(self, config: Config, listen: tuple[str, int], web: WebConfig | None = None):
+    def __init__(self, config: Config, listen: tuple[str, int] | list[tuple[str, int]], web: WebConfig | None = None,
+                 telemetry_path: str = "/metrics"):
         self.config = config
         self.store = Store.from_config(config)
         try:
@@ -50,29 +59,54 @@ class Exporter:
             self.store.close()
             raise
         # The simulated fleet's origin is persisted so a restart continues the same history.
-        origin = float(self.store.meta_default("simulation_origin", repr(time.time())))
+        self.origin = origin = float(self.store.meta_default("simulation_origin", repr(time.time())))
         self.providers = build_providers(config, origin=origin)
         self.view = FleetView()
         # A shard shows only its own backends, also from state other exporters share.
         self.owns = parse_shard(config.shard).owns if config.shard else None
         self.drift = DriftFeed(config.drift.settings(), self.store, owns=self.owns)
         self._calibration_cache: CalibrationCache = {}  # only the renderer thread uses it
-        build = partial(
-            self._families, version=__version__, revision=revision(), budget=config.cost.daily_budget_usd
-        )
+        self.reloader = None  # set by the CLI (reload.Reloader): SIGHUP and POST /-/reload
+        build = partial(self._families, version=__version__, revision=revision())
         self.renderer = Renderer(self.view, build)
-        self.poller = Poller(self.providers, self.store, self.view, on_calibration=[self.drift.on_calibration])
-        self.probes = self._probe_runner() if config.probes.enabled else None
-        self.scheduler = Scheduler(self.poller, config, self.probes)
-        self.http = ExporterHTTPServer(
-            listen, self.renderer, self.view, [p.kind for p in self.providers], __version__, web
+        self.build_polling()
+        self.http = HTTPServers(
+            listen if isinstance(listen, list) else [listen], self.renderer, self.view,
+            [p.kind for p in self.providers], __version__, web, telemetry_path,
         )
         self._stopped = threading.Event()
 
-    def _families(self, snapshot, *, version: str, revision: str, budget: float):
+    def build_polling(self) -> None:
+        """The part a config reload replaces (reload.py): poller, probe runner, scheduler."""
+        self.poller = Poller(self.providers, self.store, self.view, on_calibration=[self.drift.on_calibration],
+                             timeout=self.config.schedule.poll_timeout)
+        self.probes = self._probe_runner() if self.config.probes.enabled else None
+        self.scheduler = Scheduler(self.poller, self.config, self.probes)
+
+    def start_polling(self) -> None:
+        self.scheduler.start()
+        # Detector state is saved every 30 s and at shutdown: a crash loses at most 30 s of
+        # detector updates, never the baseline.
+        self.scheduler.every(30.0, self.drift.save, "save-drift-state")
+        self.scheduler.every(30.0, self.store.keep_instance_claim, "state-instance-claim")
+        if self.probes is not None:  # the rolling budget window frees budget as time passes
+            self.scheduler.every(60.0, self.probes.refresh_budget, "probe-budget")
+            self.scheduler.every(FOLLOW_SECONDS, self.shared_probes.follow, "probe-follow")
+
+    def stop_polling(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        self.poller.close()
+        if self.probes is not None:
+            self.probes.stop(timeout=2.0)  # waits briefly; an unfinished probe is recorded as never run
+
+    def _families(self, snapshot, *, version: str, revision: str):
+        extra = self.drift.families() + (self.probes.feed.families() if self.probes else [])
+        if self.reloader is not None and self.reloader.applied:
+            # A reload may have removed backends the detectors and probe records still know.
+            extra = only_backends(extra, set(snapshot.backends))
         return families(snapshot, self.store.counters(), version=version, revision=revision,
-                        daily_budget_usd=budget,
-                        extra=self.drift.families() + (self.probes.feed.families() if self.probes else []),
+                        daily_budget_usd=self.config.cost.daily_budget_usd,
+                        extra=extra + (self.reloader.families() if self.reloader else []),
                         calibration_cache=self._calibration_cache)
 
     def _probe_runner(self):
@@ -102,17 +136,10 @@ class Exporter:
     def start(self) -> None:
         self.renderer.start()
         self.http.serve_in_thread()
-        self.scheduler.start()
-        # Detector state is saved every 30 s and at shutdown: a crash loses at most 30 s of
-        # detector updates, never the baseline.
-        self.scheduler.every(30.0, self.drift.save, "save-drift-state")
-        self.scheduler.every(30.0, self.store.keep_instance_claim, "state-instance-claim")
-        if self.probes is not None:  # the rolling budget window frees budget as time passes
-            self.scheduler.every(60.0, self.probes.refresh_budget, "probe-budget")
-            self.scheduler.every(FOLLOW_SECONDS, self.shared_probes.follow, "probe-follow")
-        host, port = self.address
-        log.info("serving", address=f"{host}:{port}", state=self.store.display, instance=self.store.instance,
-                 providers=",".join(p.kind for p in self.providers))
+        self.start_polling()
+        log.info("serving", address=",".join(self.http.addresses), state=self.store.display,
+                 instance=self.store.instance, providers=",".join(p.kind for p in self.providers),
+                 tls=self.http.web.tls_enabled)
 
     def stop(self) -> None:
         """Stop accepting work, let in-flight polls finish briefly, flush state."""
@@ -121,10 +148,8 @@ class Exporter:
         self._stopped.set()
         started = time.monotonic()
         self.http.shutdown()
-        self.scheduler.shutdown(wait=False)
         self.renderer.stop()
-        if self.probes is not None:
-            self.probes.stop(timeout=2.0)  # waits briefly; an unfinished probe is recorded as never run
+        self.stop_polling()
         self.drift.save()
         for p in self.providers:
             p.close()

@@ -26,13 +26,17 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="poll providers and serve /metrics")
     serve.add_argument("--config", help="YAML config file (default: the embedded simulated fleet)")
-    serve.add_argument("--web.listen-address", dest="listen", default="127.0.0.1:9961",
-                       help="HOST:PORT to listen on (default 127.0.0.1:9961; ':9961' for all interfaces)")
+    serve.add_argument("--web.listen-address", dest="listen", action="append", metavar="HOST:PORT",
+                       help="address to listen on; repeat for several (default 127.0.0.1:9961; ':9961' for "
+                            "all interfaces, '[::1]:9961' for IPv6)")
+    serve.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+                       help="path under which to expose metrics (default /metrics)")
     serve.add_argument("--shard", metavar="i/N",
                        help="poll only shard i (0-based) of N by a stable hash of provider/backend; "
                             "overrides the config's shard (docs/performance.md)")
     serve.add_argument("--web.config.file", dest="web_config",
-                       help="exporter-toolkit web config: tls_server_config and basic_auth_users (bcrypt)")
+                       help="exporter-toolkit web config file: TLS, client certificates, basic auth (bcrypt), "
+                            "security headers, rate limit (docs/web-configuration.md)")
     serve.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "warning", "error"],
                        help="debug, info, warn (alias warning) or error")
     serve.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
@@ -281,23 +285,31 @@ def _migrate_state(args) -> int:
     return 0
 
 
+def _serve_config(args):
+    """The config as `serve` runs it: file (or the default fleet), environment overrides,
+    --shard. Read at start and again by every reload."""
+    from .config import load_config
+
+    config = load_config(args.config)
+    if args.shard is not None:
+        config = config.model_copy(update={"shard": args.shard})
+    return config
+
+
 def _serve(args) -> int:
     from . import logs
-    from .app import Exporter
-    from .config import ConfigError, load_config
-    from .server import parse_listen_address
-    from .store import StateError
-
+    from .server import parse_listen_address, parse_telemetry_path
     from .websecurity import WebConfigError, load_web_config
 
+    listens = args.listen or ["127.0.0.1:9961"]
     try:
-        listen = parse_listen_address(args.listen)
-        config = load_config(args.config)
-        web = load_web_config(args.web_config) if args.web_config else None
+        addresses = [parse_listen_address(a) for a in listens]
     except ValueError as exc:
         return _fail(f"--web.listen-address: {exc}")
-    except (ConfigError, WebConfigError) as exc:
-        return _fail(str(exc))
+    try:
+        telemetry_path = parse_telemetry_path(args.telemetry_path)
+    except ValueError as exc:
+        return _fail(f"--web.telemetry-path: {exc}")
     if args.shard is not None:
         from .sharding import parse_shard
 
@@ -305,27 +317,56 @@ def _serve(args) -> int:
             parse_shard(args.shard)
         except ValueError as exc:
             return _fail(f"--shard: {exc}")
-        config = config.model_copy(update={"shard": args.shard})
+    # Logging first, so what the web config loader warns about is formatted as asked. The
+    # web config is checked before the heavy imports: a bad one is refused in a blink.
     logs.setup(args.log_level, args.log_format)
-    from .providers.prices import PriceTableError
-
-    # Only the main thread takes SIGTERM/SIGINT: every thread started from here on inherits
-    # the blocked mask. A signal landing on a worker thread inside qiskit's native code
-    # crashed the process (a segfault during a probe's circuit synthesis).
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
-        exporter = Exporter(config, listen, web)
+        web = load_web_config(args.web_config) if args.web_config else None
+    except WebConfigError as exc:
+        return _fail(str(exc))
+    from .app import Exporter
+    from .config import ConfigError
+    from .providers.prices import PriceTableError
+    from .reload import Reloader
+    from .store import StateError
+
+    try:
+        config = _serve_config(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+
+    # Only the main thread takes SIGTERM/SIGINT/SIGHUP: every thread started from here on
+    # inherits the blocked mask. A signal landing on a worker thread inside qiskit's native
+    # code crashed the process (a segfault during a probe's circuit synthesis).
+    handled = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+    try:
+        exporter = Exporter(config, addresses, web, telemetry_path)
     except (StateError, PriceTableError) as exc:
         return _fail(str(exc))
     except OSError as exc:
-        return _fail(f"--web.listen-address {args.listen}: {exc.strerror or exc}")
+        return _fail(f"--web.listen-address {' '.join(listens)}: {exc.strerror or exc}")
+    reloader = Reloader(exporter, lambda: _serve_config(args))
+    exporter.reloader = reloader
+    exporter.http.set(reload=reloader.reload)
 
     done = threading.Event()
+    hup = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, lambda *_: hup.set())
+
+    def reload_on_hup() -> None:  # a signal handler must not do the work itself
+        while True:
+            hup.wait()
+            hup.clear()
+            if done.is_set():
+                return
+            reloader.reload()
+
     exporter.start()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+    threading.Thread(target=reload_on_hup, name="sighup", daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
     done.wait()
     exporter.stop()
     # State is flushed and closed. Skip interpreter finalisation: a probe still inside Aer's

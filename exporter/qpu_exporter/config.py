@@ -230,7 +230,9 @@ class ScheduleConfig(_Strict):
     jobs_interval: Duration = 60.0
     probe_interval: Duration = 3600.0
     max_concurrent_polls: int = Field(default=4, ge=1, le=256)
-    poll_timeout: Duration = 60.0
+    # Bound of every provider call of a poll; a call still running then is abandoned and the
+    # poll fails with error kind "timeout" (scheduler.py).
+    poll_timeout: Duration = Field(default=60.0, gt=0)
 
 
 class BudgetConfig(_Strict):

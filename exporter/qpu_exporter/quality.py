@@ -24,7 +24,8 @@ _QUBIT_RANGES = {
     "readout_duration": (0.0, 1.0),
 }
 # Default for "a per-metric timestamp older than a threshold": IBM carries forward values
-# that were last measured weeks ago (devices-and-users.md §3a); a week is 7x its cadence.
+# that were last measured weeks ago (seen in qiskit-ibm-runtime's fake-backend snapshots,
+# which are copies of real /properties payloads); a week is 7x the daily cadence.
 DEFAULT_MAX_AGE_SECONDS = 7 * 86400.0
 
 

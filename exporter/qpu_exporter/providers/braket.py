@@ -296,7 +296,8 @@ def failure_class(reason: str | None) -> str:
 # --- probe programs (pure) -------------------------------------------------------------------
 
 PROBE_TAGS = {"qpu-exporter": "probe"}  # on every probe task, so it can be told apart
-# qiskit's stdgates names that Braket lacks, defined by Braket built-ins (providers.md §6).
+# qiskit's stdgates names that Braket lacks, defined by Braket built-ins (Amazon Braket
+# developer guide, "Supported gates" in OpenQASM 3).
 _SHIM = ("gate sx a { v a; }\ngate sxdg a { vi a; }\ngate sdg a { si a; }\ngate tdg a { ti a; }\n"
          "gate cx a, b { cnot a, b; }\ngate p(l) a { phaseshift(l) a; }\ngate id a { i a; }\n")
 _QASM_INCLUDE = 'include "stdgates.inc";'

@@ -5,8 +5,8 @@ instance CRN to its regional endpoint and retries transport errors; we use its
 authenticated ``RuntimeClient`` (``service._active_api_client``) to read the raw JSON of
 each endpoint rather than the SDK's object layer, because:
 
-* ``IBMBackend.properties()`` shifts non-UTC timestamps by their offset (0.51 bug, see
-  providers.md §2); the raw ``/properties`` payload goes to ``parse_properties``, which
+* ``IBMBackend.properties()`` shifts non-UTC timestamps by their offset (seen with
+  qiskit-ibm-runtime 0.51; tests/fixtures/ibm holds such payloads); the raw ``/properties`` payload goes to ``parse_properties``, which
   keeps offsets and per-metric dates;
 * ``RuntimeJobV2.status()`` makes one ``GET /jobs/{id}`` per job; the list endpoint
   already carries each job's state, so one paged ``GET /jobs`` serves hundreds of jobs.

@@ -1,6 +1,8 @@
 """The embedded simulated fleet: real IBM calibration snapshots evolved in time.
 
-Dynamics follow ``shared/reference/devices-and-users.md`` §3e-3f:
+Dynamics follow published studies of superconducting qubits (T1 fluctuations from two-level
+systems: Klimov et al., PRL 121, 090502 (2018); Carroll et al., npj Quantum Inf. (2022), arXiv:2105.15201;
+gate-error drift between calibrations: Stehlik et al., arXiv:2101.07746):
 
 * per-qubit log-normal noise around the snapshot's level (an Ornstein-Uhlenbeck process on
   log10 T1, T2 and readout error, so day-to-day changes mean-revert);
@@ -53,9 +55,9 @@ from .ibm_properties import parse_properties
 HOUR = 3600.0
 DAY = 86400.0
 
-# Dynamics parameters (devices-and-users.md §3f). Gate creep: the reference's T ~ 14 h
-# would make errors 50x worse in a day, contradicting the "at worst 60 % worse over a day"
-# observation it also cites (Stehlik et al.); a median T of 120 h gives ~1.6x per day.
+# Dynamics parameters, chosen to match the studies above. Gate creep p0 * 10^(t/T): a T of
+# ~14 h would make errors 50x worse in a day, against the "at worst 60 % worse over a day"
+# Stehlik et al. observe; a median T of 120 h gives ~1.6x per day.
 T1_LOG10_SIGMA, T1_TAU = 0.12, 4 * HOUR
 T2_RHO = 0.7  # correlation of T2's innovations with T1's
 READOUT_LOG10_SIGMA, READOUT_TAU = 0.08, 12 * HOUR
@@ -383,7 +385,8 @@ class SimulatedProvider(Provider):
                     t1[q] *= f
                     t2[q] = min(t2[q] * f, 2 * t1[q])
                     # Hourly monitoring notices the dip and re-measures the qubit every hour
-                    # while it lasts (IBM's TLS handling, devices-and-users.md §3b).
+                    # while it lasts (IBM's calibration jobs: hourly monitoring, re-calibration on deviation;
+                    # IBM Quantum documentation, "Calibration jobs").
                     mt_q[q] = max(mt_q[q], self._monitor_tick(inc, now, b.measure_every))
                     for i in b.gates_of[q]:  # the coherence limit moves with T1
                         d = b.g_dur[i]
