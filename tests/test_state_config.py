@@ -20,6 +20,19 @@ def _config(tmp_path, text: str):
 
 
 @pytest.fixture(autouse=True)
+def _logging_restored():
+    """`serve` sets up logging for its process; in this process the next tests keep theirs."""
+    import logging
+
+    root, ours = logging.getLogger(), logging.getLogger("qpu_exporter")
+    saved = root.handlers[:], root.level, ours.level
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    ours.setLevel(saved[2])
+
+
+@pytest.fixture(autouse=True)
 def _no_state_env(monkeypatch):
     for name in ("QPU_EXPORTER_STATE_PATH", "QPU_EXPORTER_STATE_URL", "QPU_EXPORTER_STATE_PASSWORD",
                  "QPU_EXPORTER_INSTANCE", "PGPASSWORD", "PGPASSFILE"):
@@ -96,3 +109,12 @@ def test_every_password_source_and_a_wrong_one(tmp_path, monkeypatch, pg_state, 
     with pytest.raises(StateError) as err:
         Store.from_config(config)
     assert "password authentication failed" in str(err.value) and postgres.password not in str(err.value)
+
+
+def test_where_the_state_lives_needs_a_restart(tmp_path):
+    from qpu_exporter.config import Config
+    from qpu_exporter.reload import restart_only_changes
+
+    running = Config(state_url="postgresql://qpu@db:5432/qpu", instance="replica-a")
+    assert restart_only_changes(running, running.model_copy(update={"state_url": "postgresql://qpu@db2/qpu"})) == ["state_url"]
+    assert restart_only_changes(running, running.model_copy(update={"instance": "replica-b"})) == ["instance"]

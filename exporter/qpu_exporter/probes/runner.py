@@ -109,8 +109,8 @@ class ProbeRunner:
         self.on_probe_value = on_probe_value
         self.on_change = on_change or (lambda: None)
         self.prices = prices or load_price_table()
-        # The CLI shares the ledger and records but not the counters: the exporter keeps
-        # counter totals in memory and would overwrite another process's increments.
+        # The CLI shares the ledger and records but does not count: the probe counters count
+        # the exporters' probes (the records of CLI probes are still published by them).
         self.count = count
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._locks: dict[tuple[str, str], threading.Lock] = {}

@@ -5,10 +5,10 @@ database, schema.py runs the Alembic migrations in migrations/, copy.py is ``mig
 """
 
 from .core import (
-    DEFAULT_INSTANCE, SCHEMA_VERSION, SHARED_COUNTERS, CounterIncrement, LabelKey, Store,
+    DEFAULT_INSTANCE, SHARED_COUNTERS, CounterIncrement, LabelKey, Store,
 )
 from .errors import StateError, StorageError
 from .snapshots import snapshot_from_dict, snapshot_to_dict
 
 __all__ = ["Store", "StateError", "StorageError", "LabelKey", "CounterIncrement", "snapshot_from_dict",
-           "snapshot_to_dict", "DEFAULT_INSTANCE", "SHARED_COUNTERS", "SCHEMA_VERSION"]
+           "snapshot_to_dict", "DEFAULT_INSTANCE", "SHARED_COUNTERS"]

@@ -46,7 +46,6 @@ from .tables import (
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION = 2  # meta.schema_version; the Alembic revision is the real version (schema.py)
 DEFAULT_INSTANCE = "default"  # a SQLite exporter's name unless configured: the file is its own
 # Counters of shared things: a probe run exists once, whoever ran it. Every replica exports the
 # same totals (incremented by the process that recorded the run, read by all).
