@@ -182,6 +182,9 @@ def test_one_lease_among_racing_processes_and_renewal_only_by_its_holder(state):
 
 
 def test_the_migrated_schema_is_the_one_the_queries_use(state):
+    from qpu_exporter.store import schema
+
+    assert schema.HEAD == schema.head_of_scripts(), "schema.HEAD names the newest migration"
     state.store().close()
     url = state.target if state.kind == "postgresql" else f"sqlite:///{state.target}"
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"),

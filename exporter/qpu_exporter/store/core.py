@@ -29,8 +29,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, and_, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..logs import get_logger
@@ -99,7 +97,12 @@ class Store:
             except OSError as exc:
                 raise StateError(f"state file {self.path}: {exc.strerror or exc}") from None
         self.engine = create(self.target, url_password or password)
-        self._insert = pg_insert if self.kind == "postgresql" else sqlite_insert
+        # The dialect's INSERT (ON CONFLICT); imported for the engine in use only.
+        if self.kind == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        self._insert = insert
         self._compiled: dict[str, tuple[str, list[str] | None]] = {}  # _bulk_insert's statements
         self._claim: Connection | None = None  # claim_instance's session
         self._claim_wanted = False
