@@ -18,9 +18,9 @@ from botocore.stub import ANY, Stubber
 from qpu_exporter.config import BraketProviderConfig
 from qpu_exporter.model import JOB_CANCELLED, JOB_DONE, JOB_FAILED
 from qpu_exporter.providers.base import ProviderError
-from qpu_exporter.providers.braket import BraketProvider, parse_queue_size, window_open
-from qpu_exporter.providers.ibm_properties import parse_timestamp
-from qpu_exporter.providers.prices import load_price_table
+from qpu_exporter.providers.braket.provider import BraketProvider, parse_queue_size, window_open
+from qpu_exporter.providers.ibm.properties import parse_timestamp
+from qpu_exporter.providers.braket.prices import load_price_table
 
 FIX = Path(__file__).parent / "fixtures" / "braket"
 ARNS = {

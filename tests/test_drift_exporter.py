@@ -10,7 +10,7 @@ from qpu_exporter.config import SimulatedProviderConfig
 from qpu_exporter.drift import DriftSettings
 from qpu_exporter.drift_feed import DriftFeed
 from qpu_exporter.exposition import families
-from qpu_exporter.providers.simulated import SimulatedProvider
+from qpu_exporter.providers.simulated.provider import SimulatedProvider
 from qpu_exporter.scheduler import Poller
 from qpu_exporter.store import Store
 from qpu_exporter.view import FleetView

@@ -19,8 +19,8 @@ from qpu_exporter.config import ConfigError, load_config
 from qpu_exporter.drift import DriftInputError, parse_csv, run_backtest
 from qpu_exporter.model import QUBIT_QUANTITIES
 from qpu_exporter.providers.base import ProviderError
-from qpu_exporter.providers.braket import parse_queue_size, parse_standardized
-from qpu_exporter.providers.ibm_properties import parse_properties
+from qpu_exporter.providers.braket.provider import parse_queue_size, parse_standardized
+from qpu_exporter.providers.ibm.properties import parse_properties
 from qpu_exporter.quality import _QUBIT_RANGES, validate_snapshot
 from qpu_exporter.rb.cli_fit import RBFitError, RBInputError, fit_json
 
@@ -147,7 +147,7 @@ def test_braket_queue_size_strings(value):
 
 def _ibm_provider():
     from qpu_exporter.config import IbmProviderConfig
-    from qpu_exporter.providers.ibm import IbmProvider
+    from qpu_exporter.providers.ibm.provider import IbmProvider
 
     return IbmProvider(IbmProviderConfig(kind="ibm"), clock=lambda: NOW, environ={})
 

@@ -20,11 +20,11 @@ import responses
 
 from qpu_exporter.config import IbmProviderConfig
 from qpu_exporter.model import JOB_CANCELLED, JOB_DONE, JOB_FAILED
-from qpu_exporter.providers import ibm as ibm_module
+from qpu_exporter.providers.ibm import provider as ibm_module
 from qpu_exporter.providers.base import ProviderError
 from qpu_exporter.providers.fake_snapshots import load_snapshot
-from qpu_exporter.providers.ibm import IbmProvider
-from qpu_exporter.providers.ibm_properties import parse_timestamp
+from qpu_exporter.providers.ibm.provider import IbmProvider
+from qpu_exporter.providers.ibm.properties import parse_timestamp
 
 FIX = Path(__file__).parent / "fixtures" / "ibm"
 TOKEN = "ibm-api-key-SECRET-0123456789"

@@ -285,7 +285,7 @@ def _serve(args) -> int:
             return _fail(f"--shard: {exc}")
         config = config.model_copy(update={"shard": args.shard})
     logs.setup(args.log_level, args.log_format)
-    from .providers.prices import PriceTableError
+    from .providers.braket.prices import PriceTableError
 
     # Only the main thread takes SIGTERM/SIGINT: every thread started from here on inherits
     # the blocked mask. A signal landing on a worker thread inside qiskit's native code

@@ -96,7 +96,7 @@ class Incident(_Strict):
 class ScaleConfig(_Strict):
     """A synthetic fleet for load tests and benchmarks: ``backends`` backends named
     ``synthetic_000``... of ``qubits`` qubits each, derived deterministically from the
-    provider's first listed snapshot (tiled and resampled, see providers/synthetic.py)."""
+    provider's first listed snapshot (tiled and resampled, see providers/simulated/synthetic.py)."""
 
     backends: int = Field(ge=1, le=100_000)
     qubits: int = Field(ge=2, le=100_000)
@@ -123,7 +123,7 @@ class SimulatedProviderConfig(_Strict):
         """Names of the backends this provider simulates."""
         if self.scale is None:
             return list(self.backends)
-        from .providers.synthetic import synthetic_names
+        from .providers.simulated.synthetic import synthetic_names
 
         return synthetic_names(self.scale.backends)
 

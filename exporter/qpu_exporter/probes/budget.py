@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..model import CalibrationSnapshot
-from ..providers.prices import PriceTable
+from ..providers.braket.prices import PriceTable
 from ..store import Store
 
 WINDOW_SECONDS = 86400.0

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from ..logs import get_logger
 from ..model import BackendStatus, CalibrationSnapshot
 from ..providers.base import Provider, ProviderError
-from ..providers.prices import PriceTable, load_price_table
+from ..providers.braket.prices import PriceTable, load_price_table
 from ..store import Store, snapshot_from_dict, snapshot_to_dict
 from .budget import ProbeBudget, clifford_seconds, estimate_usage_seconds, probe_cost_usd, readout_seconds
 from .feed import COUNTERS, SKIP_REASONS, ProbeFeed

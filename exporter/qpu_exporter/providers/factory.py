@@ -35,7 +35,7 @@ class UnavailableProvider(Provider):
 
 
 def build_providers(config: Config, origin: float, clock: Callable[[], float] = time.time) -> list[Provider]:
-    from .simulated import SimulatedProvider
+    from .simulated.provider import SimulatedProvider
 
     out: list[Provider] = []
     for p in config.providers:
@@ -46,11 +46,11 @@ def build_providers(config: Config, origin: float, clock: Callable[[], float] = 
         # runtime service. Construction does no network I/O (both connect on first poll).
         try:
             if p.kind == "ibm":
-                from .ibm import IbmProvider
+                from .ibm.provider import IbmProvider
 
                 out.append(IbmProvider(p, clock=clock))
             elif p.kind == "braket":
-                from .braket import BraketProvider
+                from .braket.provider import BraketProvider
 
                 out.append(BraketProvider(p, clock=clock))
             else:

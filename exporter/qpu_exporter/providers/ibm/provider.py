@@ -45,9 +45,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config import IbmProviderConfig
-from ..logs import get_logger
-from ..model import (
+from ...config import IbmProviderConfig
+from ...logs import get_logger
+from ...model import (
     JOB_CANCELLED,
     JOB_DONE,
     JOB_FAILED,
@@ -58,11 +58,11 @@ from ..model import (
     durations_from_timestamps,
     parse_timestamp,
 )
-from .base import Provider, ProviderError
-from .fake_snapshots import processor_name
-from .http import classify_exception, provider_error, redact
-from .ibm_properties import parse_properties
-from .prices import PriceTable, load_price_table
+from ..base import Provider, ProviderError
+from ..fake_snapshots import processor_name
+from ..http import classify_exception, provider_error, redact
+from .properties import parse_properties
+from ..braket.prices import PriceTable, load_price_table
 
 log = get_logger("qpu_exporter.providers.ibm")
 

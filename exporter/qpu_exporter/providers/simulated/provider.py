@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import Incident, SimulatedProviderConfig
-from ..model import (
+from ...config import Incident, SimulatedProviderConfig
+from ...model import (
     JOB_CANCELLED,
     JOB_DONE,
     JOB_FAILED,
@@ -46,9 +46,9 @@ from ..model import (
     Measurement,
     QubitCalibration,
 )
-from .base import Provider, ProviderError
-from .fake_snapshots import load_snapshot, processor_name
-from .ibm_properties import parse_properties
+from ..base import Provider, ProviderError
+from ..fake_snapshots import load_snapshot, processor_name
+from ..ibm.properties import parse_properties
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -465,8 +465,8 @@ class SimulatedProvider(Provider):
         snapshot the probe was designed under; default: the current one, incidents included),
         so a T1 drop or a gate-error rise shows in the RB numbers. Never
         ``AerSimulator.from_backend``: that costs ~1.3 s per run on a 127-qubit device."""
-        from ..rb.execute_aer import run_counts
-        from ..rb.noise import build_noise_model
+        from ...rb.execute_aer import run_counts
+        from ...rb.noise import build_noise_model
 
         if backend not in self._backends:
             raise ProviderError("unknown_backend", f"no simulated backend {backend!r}")

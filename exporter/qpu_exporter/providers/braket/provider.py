@@ -53,9 +53,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..config import BraketProviderConfig
-from ..logs import get_logger
-from ..model import (
+from ...config import BraketProviderConfig
+from ...logs import get_logger
+from ...model import (
     JOB_CANCELLED,
     JOB_DONE,
     JOB_FAILED,
@@ -69,8 +69,8 @@ from ..model import (
     durations_from_timestamps,
     parse_timestamp,
 )
-from .base import Provider, ProviderError
-from .http import classify_exception, provider_error
+from ..base import Provider, ProviderError
+from ..http import classify_exception, provider_error
 from .prices import PriceTable, load_price_table
 
 log = get_logger("qpu_exporter.providers.braket")

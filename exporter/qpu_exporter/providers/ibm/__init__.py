@@ -1,0 +1,1 @@
+"""The ibm provider."""
