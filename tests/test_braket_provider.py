@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import ANY, Stubber
 
-from qpu_exporter.config import BraketProviderConfig
+from qpu_exporter.providers.braket.config import BraketProviderConfig
 from qpu_exporter.model import JOB_CANCELLED, JOB_DONE, JOB_FAILED
 from qpu_exporter.providers.base import ProviderError
 from qpu_exporter.providers.braket.provider import BraketProvider, parse_queue_size, window_open

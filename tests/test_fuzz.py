@@ -146,7 +146,7 @@ def test_braket_queue_size_strings(value):
 
 
 def _ibm_provider():
-    from qpu_exporter.config import IbmProviderConfig
+    from qpu_exporter.providers.ibm.config import IbmProviderConfig
     from qpu_exporter.providers.ibm.provider import IbmProvider
 
     return IbmProvider(IbmProviderConfig(kind="ibm"), clock=lambda: NOW, environ={})

@@ -18,7 +18,7 @@ import pytest
 import requests
 import responses
 
-from qpu_exporter.config import IbmProviderConfig
+from qpu_exporter.providers.ibm.config import IbmProviderConfig
 from qpu_exporter.model import JOB_CANCELLED, JOB_DONE, JOB_FAILED
 from qpu_exporter.providers.ibm import provider as ibm_module
 from qpu_exporter.providers.base import ProviderError

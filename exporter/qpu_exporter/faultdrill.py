@@ -83,7 +83,7 @@ def run_drill(rounds: int, fault_rate: float, tmp_dir, seed: int = 0, poll_every
     a clean final round; returns the report."""
     import time
 
-    from .config import SimulatedProviderConfig
+    from .providers.simulated.config import SimulatedProviderConfig
     from .providers.simulated.provider import SimulatedProvider
     from .scheduler import Poller
     from .store import Store

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...config import Incident, SimulatedProviderConfig
+from .config import Incident, SimulatedProviderConfig
 from ...model import (
     JOB_CANCELLED,
     JOB_DONE,
@@ -70,7 +70,9 @@ OUTAGE_PER_DAY, OUTAGE_MEAN = 1 / 30, 1 * HOUR
 PENDING_LOG10_SIGMA, PENDING_TAU = 0.3, 2 * HOUR
 JOBS_PER_HOUR = 12.0
 JOB_FAIL_P, JOB_CANCEL_P = 0.03, 0.01
-USD_PER_QPU_SECOND = 1.60  # IBM pay-as-you-go list price, $96 per QPU minute
+# The simulated fleet's own list price: IBM's Pay-As-You-Go rate (USD 96 per QPU minute), so
+# the cost counters, budget alerts and the probe USD cap are exercised as on a paid plan.
+USD_PER_QPU_SECOND = 1.60
 ERROR_CLASSES = ("execution_error", "timeout", "invalid_input", "internal_error")
 JOB_WINDOW = 7 * DAY  # how far back finished jobs can still be listed (like a provider's job history)
 
@@ -460,6 +462,10 @@ class SimulatedProvider(Provider):
         return out
 
     # --- probe execution -------------------------------------------------------------------
+    def probe_cost_usd(self, backend, usage_seconds, shots_per_circuit):
+        """Probes on the simulated fleet are priced like its jobs: per billed QPU second."""
+        return max(0.0, usage_seconds) * USD_PER_QPU_SECOND
+
     def run_circuits(self, backend, circuits, shots, seed, calibration=None):
         """Aer with a small noise model of the probed qubits, built from ``calibration`` (the
         snapshot the probe was designed under; default: the current one, incidents included),
