@@ -93,9 +93,7 @@ def stub(payloads):
         rs.add_callback("GET", re.compile(re.escape(API) + r"/jobs(\?.*)?$"), callback=_jobs_callback(payloads["jobs"]))
         for job_id, metrics in payloads["jobs"]["metrics"].items():
             rs.add("GET", f"{API}/jobs/{job_id}/metrics", json=metrics)
-        rs.add("GET", f"{API}/instances/usage",
-               json={"usage_consumed_seconds": 1200, "usage_limit_seconds": 3600, "usage_limit_reached": False,
-                     "usage_period_start": "2025-02-01T00:00:00Z", "usage_period_end": "2025-03-01T00:00:00Z"})
+        rs.add("GET", f"{API}/instances/usage", json=SDK["cloud_usage"])
         yield rs
 
 
@@ -103,7 +101,11 @@ def stub(payloads):
 JOBS_NOW = parse_timestamp("2025-02-26T12:45:00Z")
 
 
+SDK = json.loads((FIX / "sdk_payloads.json").read_text())  # shapes from qiskit-ibm-runtime itself
+
+
 def make_provider(**overrides) -> IbmProvider:
+    overrides.setdefault("billing", {"plan": "pay_as_you_go"})
     cfg = IbmProviderConfig(kind="ibm", instance=CRN, **overrides)
     return IbmProvider(cfg, environ={"QISKIT_IBM_TOKEN": TOKEN}, clock=lambda: JOBS_NOW)
 
@@ -250,11 +252,14 @@ def test_metrics_cap_defers_without_gaps(stub):
     assert api_calls(stub, r"/metrics") == 10
 
 
-def test_instance_usage(stub):
+def test_instance_usage_reads_the_period_as_the_sdk_serves_it(stub):
+    # The payload of qiskit-ibm-runtime's own fake client: the period is an object
+    # usage_period {start_time, end_time}, the limit an allocation.
     usage = make_provider().instance_usage()
-    assert usage["consumed_seconds"] == 1200 and usage["limit_seconds"] == 3600
-    assert usage["remaining_seconds"] == 2400 and usage["limit_reached"] is False
-    assert usage["period_end"] == parse_timestamp("2025-03-01T00:00:00Z")
+    assert usage["consumed_seconds"] == 6000 and usage["limit_seconds"] == 90000
+    assert usage["remaining_seconds"] == 84000 and usage["limit_reached"] is False
+    assert usage["period_start"] == parse_timestamp("2025-10-01T17:40:06.269Z")
+    assert usage["period_end"] == parse_timestamp("2025-10-29T17:40:06.269Z")
 
 
 # --- credentials ----------------------------------------------------------------------------------
