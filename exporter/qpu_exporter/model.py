@@ -94,6 +94,9 @@ class CalibrationSnapshot:
     calibrated_at: float | None  # the provider's "last update" of the whole table
     qubits: list[QubitCalibration] = field(default_factory=list)
     gates: list[GateCalibration] = field(default_factory=list)
+    # Values the provider's parser could not use (e.g. an unknown unit or field), by check
+    # name: counted with the data-quality rejections, never exported.
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,7 @@ COST_UNKNOWN_REASONS = (
     "no_billing_plan",  # the provider's billing plan is not configured
     "subscription",  # a subscription plan with no per-job price, and none configured
     "usage_not_final",  # usage still pending when its settle timeout ran out
-    "usage_not_read",  # the provider was configured not to read usage
+    "not_read",  # the provider was configured not to read what the price depends on
     "reservation",  # ran inside a reservation billed per reserved hour, not per task
 )
 

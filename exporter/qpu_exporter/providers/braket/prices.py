@@ -1,10 +1,13 @@
-"""Price tables: what a finished job cost, in USD, from list prices.
+"""Braket price table: what a finished QPU task cost, in USD, from list prices.
 
-Providers do not report what a job cost: Braket bills a per-task fee plus a per-shot fee
-(QPU tasks that FAILED or were CANCELLED are not billed), IBM's pay-as-you-go plan bills
-QPU seconds. The shipped default table (``data/prices.json``) names its date and source
-and is illustrative; a deployment that cares about money points ``price_table`` at its
-own file of the same shape. Pure lookups, no I/O after loading.
+Braket bills a QPU task a per-task fee plus a per-shot fee (Amazon Braket pricing page);
+tasks that FAILED or were CANCELLED are not billed, and tasks run inside a Braket Direct
+reservation are paid by the reservation (per reserved hour), not per task. The shipped
+table (``data/prices.json``) names its date and source and is illustrative; a deployment that
+cares about money points the provider's ``price_table`` at its own file of the same shape.
+A device missing from the table falls back to the price the service publishes in the
+device document (``service.deviceCost``, per shot) plus the table's per-task fee; with
+neither, the price is unknown. Pure lookups, no I/O after loading.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..base import ProviderSetupError
+
 DEFAULT_PRICE_TABLE = Path(__file__).with_name("data") / "prices.json"
+_KEYS = {"as_of", "source", "note", "braket"}
+_BRAKET_KEYS = {"default_per_task_usd", "devices"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,33 +28,29 @@ class TaskPrice:
     per_task_usd: float
     per_shot_usd: float
 
+    def task_cost(self, shots: int) -> float:
+        return self.per_task_usd + self.per_shot_usd * max(0, int(shots))
+
 
 @dataclass(frozen=True)
 class PriceTable:
     as_of: str
     source: str
-    braket: dict[str, TaskPrice] = field(default_factory=dict)  # lower-cased device name ->
-    ibm_per_qpu_second_usd: float | None = None
+    devices: dict[str, TaskPrice] = field(default_factory=dict)  # lower-cased device name ->
+    default_per_task_usd: float | None = None  # Braket's per-task fee, for published per-shot prices
 
-    def braket_price(self, device_name: str) -> TaskPrice | None:
-        return self.braket.get(device_name.strip().lower())
-
-    def braket_task_cost(self, device_name: str, shots: int, billed: bool) -> float | None:
-        """USD for one QPU task; 0 when not billed; None when the device has no price."""
-        if not billed:
-            return 0.0
-        price = self.braket_price(device_name)
-        if price is None:
-            return None
-        return price.per_task_usd + price.per_shot_usd * max(0, int(shots))
-
-    def ibm_job_cost(self, usage_seconds: float) -> float | None:
-        if self.ibm_per_qpu_second_usd is None:
-            return None
-        return max(0.0, usage_seconds) * self.ibm_per_qpu_second_usd
+    def price(self, device_name: str, published: tuple[float, str] | None = None) -> TaskPrice | None:
+        """The table's price of a device; else the service's published per-shot price plus
+        the table's per-task fee; else None (unknown)."""
+        listed = self.devices.get(device_name.strip().lower())
+        if listed is not None:
+            return listed
+        if published is not None and published[1] == "shot" and self.default_per_task_usd is not None:
+            return TaskPrice(self.default_per_task_usd, published[0])
+        return None
 
 
-class PriceTableError(ValueError):
+class PriceTableError(ProviderSetupError, ValueError):
     pass
 
 
@@ -60,25 +63,34 @@ def _number(value: object, where: str) -> float:
 def parse_price_table(data: dict, origin: str = "price table") -> PriceTable:
     if not isinstance(data, dict):
         raise PriceTableError(f"{origin}: top level must be a mapping")
-    braket_section = data.get("braket") or {}
-    default_task = _number(braket_section.get("default_per_task_usd", 0.0), f"{origin}: braket.default_per_task_usd")
+    for key in data:
+        if key not in _KEYS:
+            hint = " (IBM prices are the ibm provider's billing config)" if key == "ibm" else ""
+            raise PriceTableError(f"{origin}: {key}: unknown key{hint}")
+    section = data.get("braket") or {}
+    if not isinstance(section, dict):
+        raise PriceTableError(f"{origin}: braket: must be a mapping")
+    for key in section:
+        if key not in _BRAKET_KEYS:
+            raise PriceTableError(f"{origin}: braket.{key}: unknown key")
+    raw_default = section.get("default_per_task_usd")
+    default_task = None if raw_default is None else _number(raw_default, f"{origin}: braket.default_per_task_usd")
     devices: dict[str, TaskPrice] = {}
-    for name, entry in (braket_section.get("devices") or {}).items():
+    for name, entry in (section.get("devices") or {}).items():
         where = f"{origin}: braket.devices.{name}"
         if not isinstance(entry, dict) or "per_shot_usd" not in entry:
             raise PriceTableError(f"{where}: needs per_shot_usd")
+        unknown = set(entry) - {"provider", "per_task_usd", "per_shot_usd"}
+        if unknown:
+            raise PriceTableError(f"{where}.{sorted(unknown)[0]}: unknown key")
+        if "per_task_usd" not in entry and default_task is None:
+            raise PriceTableError(f"{where}: needs per_task_usd (or braket.default_per_task_usd)")
         devices[str(name).strip().lower()] = TaskPrice(
             per_task_usd=_number(entry.get("per_task_usd", default_task), f"{where}.per_task_usd"),
             per_shot_usd=_number(entry["per_shot_usd"], f"{where}.per_shot_usd"),
         )
-    ibm_section = data.get("ibm") or {}
-    ibm_rate = ibm_section.get("per_qpu_second_usd")
-    return PriceTable(
-        as_of=str(data.get("as_of", "")),
-        source=str(data.get("source", "")),
-        braket=devices,
-        ibm_per_qpu_second_usd=None if ibm_rate is None else _number(ibm_rate, f"{origin}: ibm.per_qpu_second_usd"),
-    )
+    return PriceTable(as_of=str(data.get("as_of", "")), source=str(data.get("source", "")), devices=devices,
+                      default_per_task_usd=default_task)
 
 
 def load_price_table(path: str | Path | None = None) -> PriceTable:

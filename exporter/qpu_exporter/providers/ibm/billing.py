@@ -74,7 +74,7 @@ def charge(usage: float | None, final: bool, billing: IbmBilling, *, expired: bo
     """The charge of a job or session. ``expired``: the settle timeout ran out, so a usage
     still not final is given up as unknown; ``read`` False: usage was never read."""
     if not read:
-        return Charge(None, None, "usage_not_read", False)
+        return Charge(None, None, "not_read", False)
     if not final:
         return Charge(None, None, "usage_not_final", False) if expired else Charge(None, None, "", True)
     rate, reason = billing.rate()

@@ -331,6 +331,7 @@ class IbmProvider(Provider):
         snap, dropped = parse_properties(payload, provider=self.kind, backend=backend, fetched_at=self.clock())
         if dropped:
             log.warning("calibration values with unknown units dropped", backend=backend, count=dropped)
+            snap.rejected["unknown_unit"] = dropped  # counted in qpu_data_quality_rejections_total
         return snap
 
     def jobs(self, backend: str, since: float | None) -> list[JobRecord]:
