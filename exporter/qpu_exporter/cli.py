@@ -119,10 +119,15 @@ def _fail(message: str) -> int:
 
 def _check_config(path: str) -> int:
     from .config import ConfigError, load_config
+    from .providers import registry
+    from .providers.base import ProviderSetupError
 
     try:
-        load_config(path)
-    except ConfigError as exc:
+        for p in load_config(path).providers:
+            spec = registry.provider_spec(p.kind)
+            if spec is not None and spec.check is not None:
+                spec.check(p)
+    except (ConfigError, ProviderSetupError) as exc:
         return _fail(str(exc))
     print(f"{path}: ok")
     return 0
@@ -285,7 +290,7 @@ def _serve(args) -> int:
             return _fail(f"--shard: {exc}")
         config = config.model_copy(update={"shard": args.shard})
     logs.setup(args.log_level, args.log_format)
-    from .providers.braket.prices import PriceTableError
+    from .providers.base import ProviderSetupError
 
     # Only the main thread takes SIGTERM/SIGINT: every thread started from here on inherits
     # the blocked mask. A signal landing on a worker thread inside qiskit's native code
@@ -294,7 +299,7 @@ def _serve(args) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
         exporter = Exporter(config, listen, web)
-    except (StateError, PriceTableError) as exc:
+    except (StateError, ProviderSetupError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"--web.listen-address {args.listen}: {exc.strerror or exc}")

@@ -24,6 +24,9 @@ class ProviderSpec:
     build: Builder
     # Config used when the file has no `providers` key (the embedded default), else None.
     default_config: dict | None = None
+    # Checks what the config model cannot (files it names, ...) without building the
+    # provider; raises base.ProviderSetupError with one line. Run by check-config and at start.
+    check: Callable[[Any], None] | None = None
 
 
 _lock = threading.Lock()

@@ -12,4 +12,10 @@ def _build(config: BraketProviderConfig, *, origin: float, clock):
     return BraketProvider(config, clock=clock)
 
 
-register_provider(ProviderSpec("braket", BraketProviderConfig, _build))
+def _check(config: BraketProviderConfig) -> None:
+    from .prices import load_price_table  # raises PriceTableError naming the file and key
+
+    load_price_table(config.price_table)
+
+
+register_provider(ProviderSpec("braket", BraketProviderConfig, _build, check=_check))
