@@ -1,7 +1,8 @@
 """Config of the IBM Quantum provider (``kind: ibm``), including how the instance is billed.
 
-IBM publishes how usage is measured and billed (IBM Quantum documentation, "Workload usage"
-and "Plans overview"): usage is the time a QPU is locked for a workload; in **job** and
+IBM publishes how usage is measured and billed (IBM Quantum documentation, "Workload usage",
+https://quantum.cloud.ibm.com/docs/guides/estimate-job-run-time, and "Plans overview",
+https://quantum.cloud.ibm.com/docs/en/guides/plans-overview): usage is the time a QPU is locked for a workload; in **job** and
 **batch** mode it is each job's quantum time, in **session** mode the wall-clock time the
 session is active. The plan decides what a second costs: the Open Plan is free, the
 Pay-As-You-Go Plan has a published list price (USD 96 per QPU minute), Flex is a contract
@@ -19,7 +20,7 @@ from pydantic import Field, model_validator
 
 from ...config_types import Duration, Strict
 
-# IBM Quantum Pay-As-You-Go list price: USD 96 per QPU minute (ibm.com/quantum/pricing).
+# IBM Quantum Pay-As-You-Go list price: USD 96 per QPU minute (https://www.ibm.com/quantum/pricing).
 PAY_AS_YOU_GO_USD_PER_SECOND = 1.60
 
 BillingPlan = Literal["open", "pay_as_you_go", "flex", "premium", "dedicated"]
