@@ -21,7 +21,7 @@ from qpu_exporter.providers.braket.device_document import parse_standardized
 from qpu_exporter.quality import validate_snapshot
 from qpu_exporter.textformat import render
 from qpu_exporter.view import FleetView
-from test_braket_provider import Rig, device_payload, with_caps
+from test_braket_provider import calibration_of_document
 
 SCHEMAS = Path(__file__).parent / "fixtures" / "braket" / "schemas"
 
@@ -30,20 +30,8 @@ def doc(name: str) -> dict:
     return json.loads((SCHEMAS / f"{name}.json").read_text())
 
 
-def _through_provider(caps: dict):
-    """GetDevice for Garnet's ARN serving ``caps``: the provider's real parse path."""
-    rig = Rig(["Garnet"])
-    payload = with_caps(device_payload("Garnet"), caps)
-    rig.get_device("Garnet", payload)
-    rig.provider.backends()
-    rig.get_device("Garnet", payload)
-    snap = rig.provider.calibration("Garnet")
-    rig.done()
-    return snap
-
-
 def test_iqm_edges_published_high_low_are_probed_in_that_direction():
-    snap, _ = validate_snapshot(_through_provider(doc("iqm_capabilities_v1")))
+    snap, _ = validate_snapshot(calibration_of_document(doc("iqm_capabilities_v1")))
     cz = {g.qubits for g in snap.gates if g.gate == "cz"}
     assert (10, 5) in cz and (5, 10) not in cz  # as published: "10-5"
     pairs = [pair for _, pair in native_pairs(snap)]
@@ -55,7 +43,7 @@ def test_iqm_edges_published_high_low_are_probed_in_that_direction():
 
 def test_iqm_two_qubit_clifford_is_a_reported_epc_not_a_gate():
     caps = doc("iqm_capabilities_v1")
-    snap, _ = validate_snapshot(_through_provider(caps))
+    snap, _ = validate_snapshot(calibration_of_document(caps))
     assert not any("clifford" in g.gate and g.gate != REPORTED_EPC for g in snap.gates)
     view = FleetView()
     view.set_backend(BackendInfo("braket", "Garnet", 20, "IQM"))
@@ -80,7 +68,7 @@ def test_aqt_spellings_are_read_and_its_own_measurement_time_is_used():
     caps = doc("aqt_capabilities_v1")
     std = caps["standardized"]
     assert "ReadoutFidelity" in std and "readoutFidelity" not in std  # the spelling under test
-    snap = _through_provider(caps)
+    snap = calibration_of_document(caps)
     assert snap.rejected == {}
     assert len(snap.qubits) == caps["paradigm"]["qubitCount"]
     readout = 1 - std["ReadoutFidelity"][0]["fidelity"]
@@ -107,23 +95,23 @@ def test_unknown_fields_are_counted_and_unknown_versions_rejected():
     caps["standardized"]["futureField"] = {"x": 1}
     caps["standardized"]["oneQubitProperties"]["1"]["oneQubitFidelity"].append(
         {"fidelityType": {"name": "GATE_SET_TOMOGRAPHY"}, "fidelity": 0.999})
-    _, rejected = validate_snapshot(_through_provider(caps))
+    _, rejected = validate_snapshot(calibration_of_document(caps))
     assert rejected["unknown_field"] == 2
 
     for change in ({"version": "99"}, {"name": "braket.device_schema.nothing_like_this"}):
         bad = copy.deepcopy(doc("iqm_capabilities_v1"))
         bad["standardized"]["braketSchemaHeader"].update(change)
         with pytest.raises(ProviderError) as err:
-            _through_provider(bad)
+            calibration_of_document(bad)
         assert err.value.kind == "malformed"
     bad = copy.deepcopy(doc("iqm_capabilities_v1"))
     bad["standardized"]["oneQubitProperties"]["1"]["oneQubitFidelity"][0]["fidelity"] = 1.5  # the model's bound
     with pytest.raises(ProviderError):
-        _through_provider(bad)
+        calibration_of_document(bad)
 
 
 def test_default_probe_targets_on_the_iqm_document_are_runnable():
-    snap, _ = validate_snapshot(_through_provider(doc("iqm_capabilities_v1")))
+    snap, _ = validate_snapshot(calibration_of_document(doc("iqm_capabilities_v1")))
     from qpu_exporter.probes.targets import targets_for
 
     targets = targets_for(ProbesConfig(), snap)

@@ -68,6 +68,19 @@ class Rig:
             s.assert_no_pending_responses()
 
 
+def calibration_of_document(caps: dict):
+    """The provider's calibration of a device document, served by GetDevice under Garnet's ARN
+    (the real parse path: discovery, then a calibration poll)."""
+    rig = Rig(["Garnet"])
+    payload = with_caps(device_payload("Garnet"), caps)
+    rig.get_device("Garnet", payload)
+    rig.provider.backends()
+    rig.get_device("Garnet", payload)
+    snap = rig.provider.calibration("Garnet")
+    rig.done()
+    return snap
+
+
 # --- discovery and status ---------------------------------------------------------------------
 
 def test_configured_devices_and_status():

@@ -71,21 +71,26 @@ def _jobs_callback(jobs_fixture: dict):
     return callback
 
 
+def serve_backends(rs, backends: dict[str, tuple[dict, dict]]) -> None:
+    """The IBM Cloud control plane (IAM, Global Search, Global Catalog) and the runtime API's
+    backend list, configurations and properties: name -> (configuration, properties)."""
+    rs.add_callback("POST", IAM, callback=_iam)
+    rs.add("POST", re.compile(r"https://api\.global-search-tagging\.cloud\.ibm\.com/v3/resources/search.*"),
+           json={"items": [{"crn": CRN, "service_plan_unique_id": "plan-1", "name": "inst",
+                            "doc": {"extensions": {"allocation": 1}}, "tags": []}]})
+    rs.add("GET", re.compile(r"https://globalcatalog\.cloud\.ibm\.com/api/v1/.*"),
+           json={"overview_ui": {"en": {"display_name": "Standard"}}, "metadata": {"pricing": {"type": "paid"}}})
+    rs.add("GET", re.compile(re.escape(API) + r"/backends(\?.*)?$"), json={"devices": [{"name": b} for b in backends]})
+    for b, (conf, props) in backends.items():
+        rs.add("GET", f"{API}/backends/{b}/configuration", json=conf)
+        rs.add("GET", re.compile(re.escape(f"{API}/backends/{b}/properties") + r"(\?.*)?$"), json=props)
+
+
 @pytest.fixture
 def stub(payloads):
     """A RequestsMock serving the IBM Cloud control plane and the runtime API."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rs:
-        rs.add_callback("POST", IAM, callback=_iam)
-        rs.add("POST", re.compile(r"https://api\.global-search-tagging\.cloud\.ibm\.com/v3/resources/search.*"),
-               json={"items": [{"crn": CRN, "service_plan_unique_id": "plan-1", "name": "inst",
-                                "doc": {"extensions": {"allocation": 1}}, "tags": []}]})
-        rs.add("GET", re.compile(r"https://globalcatalog\.cloud\.ibm\.com/api/v1/.*"),
-               json={"overview_ui": {"en": {"display_name": "Standard"}}, "metadata": {"pricing": {"type": "paid"}}})
-        rs.add("GET", re.compile(re.escape(API) + r"/backends(\?.*)?$"),
-               json={"devices": [{"name": b} for b in BACKENDS]})
-        for b in BACKENDS:
-            rs.add("GET", f"{API}/backends/{b}/configuration", json=payloads[b]["conf"])
-            rs.add("GET", re.compile(re.escape(f"{API}/backends/{b}/properties") + r"(\?.*)?$"), json=payloads[b]["props"])
+        serve_backends(rs, {b: (payloads[b]["conf"], payloads[b]["props"]) for b in BACKENDS})
         rs.add("GET", f"{API}/backends/ibm_sherbrooke/status",
                json={"state": True, "status": "active", "length_queue": 42, "backend_version": "1.6.73"})
         rs.add("GET", f"{API}/backends/ibm_kingston/status",

@@ -13,7 +13,6 @@ real code paths (stubbed only at the network edge), and nothing is lost, misread
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,8 @@ import responses
 from qpu_exporter.model import REPORTED_EPC, parse_timestamp
 from qpu_exporter.providers.fake_snapshots import load_snapshot
 from qpu_exporter.quality import validate_snapshot
-from test_braket_provider import Rig, device_payload, with_caps
-from test_ibm_provider import API, CRN, IAM, SDK, _iam, make_provider
+from test_braket_provider import calibration_of_document
+from test_ibm_provider import SDK, make_provider, serve_backends
 
 OUTSIDE = Path(__file__).parent / "fixtures" / "outside"
 _UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -36,13 +35,7 @@ def _seconds(d: dict) -> float:
 @pytest.mark.parametrize("name", sorted(p.stem for p in (OUTSIDE / "braket").glob("*.json")))
 def test_braket_documents_nobody_else_reads(name):
     caps = json.loads((OUTSIDE / "braket" / f"{name}.json").read_text())
-    rig = Rig(["Garnet"])
-    payload = with_caps(device_payload("Garnet"), caps)
-    rig.get_device("Garnet", payload)
-    rig.provider.backends()
-    rig.get_device("Garnet", payload)
-    snap = rig.provider.calibration("Garnet")
-    rig.done()
+    snap = calibration_of_document(caps)
     assert snap.rejected == {}, "the parser dropped something"
     std = caps["standardized"]
     qubits = {q.qubit: q for q in snap.qubits}
@@ -91,16 +84,7 @@ def ibm_outside():
 @pytest.fixture
 def ibm_stub(ibm_outside):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rs:
-        rs.add_callback("POST", IAM, callback=_iam)
-        rs.add("POST", re.compile(r"https://api\.global-search-tagging\.cloud\.ibm\.com/v3/resources/search.*"),
-               json={"items": [{"crn": CRN, "service_plan_unique_id": "plan-1", "name": "inst",
-                                "doc": {"extensions": {"allocation": 1}}, "tags": []}]})
-        rs.add("GET", re.compile(r"https://globalcatalog\.cloud\.ibm\.com/api/v1/.*"),
-               json={"overview_ui": {"en": {"display_name": "Standard"}}, "metadata": {"pricing": {"type": "paid"}}})
-        rs.add("GET", re.compile(re.escape(API) + r"/backends(\?.*)?$"), json={"devices": [{"name": n} for n in ibm_outside]})
-        for name, (conf, props) in ibm_outside.items():
-            rs.add("GET", f"{API}/backends/{name}/configuration", json={**conf, "backend_name": name})
-            rs.add("GET", re.compile(re.escape(f"{API}/backends/{name}/properties") + r"(\?.*)?$"), json=props)
+        serve_backends(rs, {name: ({**conf, "backend_name": name}, props) for name, (conf, props) in ibm_outside.items()})
         yield rs
 
 

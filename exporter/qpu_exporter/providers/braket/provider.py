@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..listing import ListingWindow
 from .config import BraketProviderConfig
 from ...logs import get_logger
 from ...model import (
@@ -285,10 +286,7 @@ class _Device:
 
 
 @dataclass
-class _TasksState:
-    primed: bool = False
-    floor_hint: float | None = None  # oldest unfinished or deferred task: list from here next poll
-    oldest_unfinished: float | None = None
+class _TasksState(ListingWindow):
     running_seen: dict[str, float] = field(default_factory=dict)  # task ARN -> first poll that saw it RUNNING
 
 
@@ -478,10 +476,7 @@ class BraketProvider(Provider):
         dev = self._device(backend)
         now = self.clock()
         state = self._tasks.setdefault(backend, _TasksState())
-        lookback = self.config.jobs_lookback
-        floor = now - lookback if since is None else (since - lookback if not state.primed else since)
-        if state.floor_hint is not None:
-            floor = min(floor, state.floor_hint)
+        floor = state.floor(now, since, self.config.jobs_lookback)
         tasks = self._search_tasks(dev, floor)
 
         records: list[JobRecord] = []
@@ -520,10 +515,7 @@ class BraketProvider(Provider):
                 self._records.popitem(last=False)
             records.append(record)
         state.running_seen = running_now
-        hints = [t for t in (unfinished, deferred) if t is not None]
-        state.floor_hint = min(hints) if hints else None
-        state.oldest_unfinished = unfinished
-        state.primed = True
+        state.listed(unfinished, deferred)
         return records
 
     def oldest_unfinished(self, backend: str) -> float | None:

@@ -47,7 +47,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ from ..base import Provider, ProviderError
 from ..fake_snapshots import processor_name
 from ..http import classify_exception, provider_error, redact
 from . import billing
+from ..listing import ListingWindow
 from .errors import _FINAL_STATES, RAN_TOO_LONG_CODE, _reason_code, error_class
 from .properties import parse_properties
 
@@ -84,13 +85,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
-
-
-@dataclass
-class _JobsState:
-    primed: bool = False  # a poll of this backend completed in this process
-    floor_hint: float | None = None  # created time of the oldest job still pending/deferred
-    oldest_unfinished: float | None = None  # created time of the oldest queued/running job
 
 
 def read_token(config: IbmProviderConfig, environ: dict[str, str] | None = None) -> str:
@@ -174,7 +168,7 @@ class IbmProvider(Provider):
         self._service: Any = None
         self._lock = threading.Lock()
         self._infos: list[BackendInfo] | None = None
-        self._jobs_state: dict[str, _JobsState] = {}
+        self._jobs_state: dict[str, ListingWindow] = {}
         self._records: OrderedDict[str, JobRecord] = OrderedDict()
         self._sessions: dict[str, dict] = {}  # session id -> details, once closed (final)
         self._session_modes: dict[str, bool] = {}  # session id -> session mode (else batch)
@@ -336,18 +330,9 @@ class IbmProvider(Provider):
 
     def jobs(self, backend: str, since: float | None) -> list[JobRecord]:
         now = self.clock()
-        state = self._jobs_state.setdefault(backend, _JobsState())
+        state = self._jobs_state.setdefault(backend, ListingWindow())
         oldest_pending = self._oldest_pending_created(backend)
-        lookback = self.config.jobs_lookback
-        if since is None:
-            floor = now - lookback
-        elif not state.primed:
-            # After a restart we do not know which jobs were queued: look further back once.
-            floor = since - lookback
-        else:
-            floor = since
-        if state.floor_hint is not None:
-            floor = min(floor, state.floor_hint)
+        floor = state.floor(now, since, self.config.jobs_lookback)
 
         records: list[JobRecord] = []
         budget = self.config.max_job_metrics_per_poll
@@ -378,10 +363,7 @@ class IbmProvider(Provider):
                 sessions.setdefault(record.billed_with.removeprefix("session:"), []).append(record)
             records.append(record)
         records += [self._session_charge(backend, sid, jobs, now) for sid, jobs in sessions.items()]
-        hints = [t for t in (oldest_pending, deferred_floor) if t is not None]
-        state.floor_hint = min(hints) if hints else None
-        state.oldest_unfinished = oldest_pending
-        state.primed = True
+        state.listed(oldest_pending, deferred_floor)
         return records
 
     def oldest_unfinished(self, backend: str) -> float | None:
