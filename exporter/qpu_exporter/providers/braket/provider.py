@@ -46,8 +46,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..listing import ListingWindow
-from .config import BraketProviderConfig
 from ...logs import get_logger
 from ...model import (
     JOB_CANCELLED,
@@ -62,6 +60,8 @@ from ...model import (
 )
 from ..base import Provider, ProviderError
 from ..http import classify_exception, provider_error
+from ..listing import ListingWindow
+from .config import BraketProviderConfig
 from .device_document import parse_standardized, published_price, qubit_count
 from .errors import failure_class
 from .prices import PriceTable, TaskPrice, load_price_table
@@ -74,6 +74,8 @@ _FINAL = {"COMPLETED": JOB_DONE, "FAILED": JOB_FAILED, "CANCELLED": JOB_CANCELLE
 # GetQuantumTask associations[].type of a task run inside a Braket Direct reservation.
 RESERVATION_ASSOCIATION = "RESERVATION_TIME_WINDOW_ARN"
 _DAYS = {"MONDAY": 0, "TUESDAY": 1, "WEDNESDAY": 2, "THURSDAY": 3, "FRIDAY": 4, "SATURDAY": 5, "SUNDAY": 6}
+
+
 # --- pure parsing ------------------------------------------------------------------------------
 
 def parse_queue_size(value: Any) -> tuple[int, bool]:
@@ -131,7 +133,7 @@ def _day_matches(day: str, weekday: int) -> bool:
 # --- probe programs (pure) -------------------------------------------------------------------
 
 PROBE_TAGS = {"qpu-exporter": "probe"}  # on every probe task, so it can be told apart
-# qiskit's stdgates names that Braket lacks, defined by Braket built-ins (providers.md §6).
+# qiskit's stdgates names that Braket lacks, defined by Braket's built-in OpenQASM gates.
 _SHIM = ("gate sx a { v a; }\ngate sxdg a { vi a; }\ngate sdg a { si a; }\ngate tdg a { ti a; }\n"
          "gate cx a, b { cnot a, b; }\ngate p(l) a { phaseshift(l) a; }\ngate id a { i a; }\n")
 _QASM_INCLUDE = 'include "stdgates.inc";'

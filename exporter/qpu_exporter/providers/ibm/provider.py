@@ -52,7 +52,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import IbmProviderConfig
 from ...logs import get_logger
 from ...model import (
     JOB_CANCELLED,
@@ -68,8 +67,9 @@ from ...model import (
 from ..base import Provider, ProviderError
 from ..fake_snapshots import processor_name
 from ..http import classify_exception, provider_error, redact
-from . import billing
 from ..listing import ListingWindow
+from . import billing
+from .config import IbmProviderConfig
 from .errors import _FINAL_STATES, RAN_TOO_LONG_CODE, _reason_code, error_class
 from .properties import parse_properties
 
@@ -80,6 +80,7 @@ PROBE_JOB_TAG = "qpu-exporter-probe"  # on every probe job, so it can be told ap
 ATTEMPT_TAG_PREFIX = "qpu-exporter-attempt-"  # plus a random id: finds a job whose POST failed
 JOBS_PAGE_SIZE = 100
 RECORD_CACHE_SIZE = 20000  # finished jobs remembered, so overlapping windows cost no metrics calls
+
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -387,8 +388,8 @@ class IbmProvider(Provider):
         if limit is None:
             limit = _number(raw.get("usage_allocation_seconds"))
         remaining = _number(raw.get("usage_remaining_seconds"))
-        if remaining is None and limit is not None:
-            remaining = max(0.0, limit - (consumed or 0.0))
+        if remaining is None and limit is not None and consumed is not None:
+            remaining = max(0.0, limit - consumed)
         # The period as the API serves it (and qiskit-ibm-runtime's fake client): an object
         # usage_period {start_time, end_time}.
         period = raw.get("usage_period") if isinstance(raw.get("usage_period"), dict) else {}
