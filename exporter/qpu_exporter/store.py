@@ -73,6 +73,20 @@ CREATE TABLE IF NOT EXISTS probe_leases (
 );
 """
 
+# --- jobs whose usage or cost is not a known number (#13) -------------------------------------
+# Schema 1's jobs.usage_seconds and jobs.cost_usd are NOT NULL: for a job listed here they
+# hold 0 and mean nothing. state 'pending': the provider reports final usage later, so the job
+# is counted as a job now and its usage and cost when a later record of it is final (then the
+# row goes); 'unknown': never knowable (reason). When the jobs table allows NULL, these
+# columns become NULL and this table keeps only the pending state.
+_SCHEMA += """
+CREATE TABLE IF NOT EXISTS job_usage_unknown (
+    provider TEXT NOT NULL, backend TEXT NOT NULL, job_id TEXT NOT NULL, state TEXT NOT NULL,
+    reason TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (provider, backend, job_id)
+);
+"""
+
 LabelKey = tuple[tuple[str, str], ...]
 CounterIncrement = tuple[str, dict[str, str], float]
 
@@ -192,11 +206,13 @@ class Store:
 
     # --- jobs and counters ----------------------------------------------------------------------
     def record_jobs(
-        self, jobs: Iterable[JobRecord], increments_of, now: float
+        self, jobs: Iterable[JobRecord], increments_of, now: float, settled_increments_of=None,
     ) -> list[JobRecord]:
         """Insert jobs not seen before and apply their counter increments in the same
-        transaction. ``increments_of(job)`` gives [(counter, labels, delta)]. Returns the
-        newly recorded jobs."""
+        transaction. ``increments_of(job)`` gives [(counter, labels, delta)]. A record of a
+        job stored with its usage pending whose usage is now final (``usage_pending`` False)
+        settles it, once: its values are stored and ``settled_increments_of(job)`` applied.
+        Returns the newly recorded jobs."""
         new: list[JobRecord] = []
         with self._lock, self._db:
             self._db.execute("BEGIN")
@@ -205,16 +221,54 @@ class Store:
                 cur = self._db.execute(
                     "INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (j.provider, j.backend, j.job_id, j.status, j.created_at, j.finished_at,
-                     j.queue_seconds, j.execution_seconds, j.usage_seconds, j.cost_usd, j.error_class, now),
+                     j.queue_seconds, j.execution_seconds, j.usage_seconds or 0.0, j.cost_usd or 0.0,
+                     j.error_class, now),
                 )
                 if cur.rowcount != 1:
+                    if settled_increments_of is not None and not j.usage_pending and self._settle(j):
+                        increments.extend(settled_increments_of(j))
                     continue
+                self._note_unknown_usage(j)
                 new.append(j)
                 increments.extend(increments_of(j))
             pending = self._stage_counters(increments)
         # Only after the commit succeeded does the in-memory view move forward.
         self._counters.update(pending)
         return new
+
+    def _note_unknown_usage(self, j: JobRecord) -> None:
+        if j.usage_pending or (j.cost_usd is None and not j.billed_with):
+            self._db.execute(
+                "INSERT OR REPLACE INTO job_usage_unknown VALUES (?,?,?,?,?,?)",
+                (j.provider, j.backend, j.job_id, "pending" if j.usage_pending else "unknown",
+                 j.cost_unknown_reason, j.created_at),
+            )
+
+    def _settle(self, j: JobRecord) -> bool:
+        """Store the final usage of a job recorded as pending; False when it was not pending
+        (settled before, or never pending): a job's usage is counted at most once."""
+        cur = self._db.execute(
+            "DELETE FROM job_usage_unknown WHERE provider=? AND backend=? AND job_id=? AND state='pending'",
+            (j.provider, j.backend, j.job_id),
+        )
+        if cur.rowcount != 1:
+            return False
+        self._db.execute(
+            "UPDATE jobs SET usage_seconds=?, cost_usd=? WHERE provider=? AND backend=? AND job_id=?",
+            (j.usage_seconds or 0.0, j.cost_usd or 0.0, j.provider, j.backend, j.job_id),
+        )
+        self._note_unknown_usage(j)
+        return True
+
+    def oldest_pending_usage(self, provider: str, backend: str) -> float | None:
+        """Creation time of the oldest job whose usage is still pending: job listings must
+        reach back to it until it settles."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT min(created_at) FROM job_usage_unknown WHERE provider=? AND backend=? AND state='pending'",
+                (provider, backend),
+            ).fetchone()
+        return None if row is None else row[0]
 
     def _stage_counters(self, increments: Iterable[CounterIncrement]) -> dict[tuple[str, LabelKey], float]:
         """Write counter increments inside the caller's transaction and return the new
@@ -400,6 +454,10 @@ class Store:
             self._db.execute("BEGIN")
             a = self._db.execute("DELETE FROM calibration WHERE fetched_at < ?", (older_than,)).rowcount
             b = self._db.execute("DELETE FROM jobs WHERE recorded_at < ?", (older_than,)).rowcount
+            self._db.execute(
+                "DELETE FROM job_usage_unknown WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.provider="
+                "job_usage_unknown.provider AND jobs.backend=job_usage_unknown.backend AND jobs.job_id=job_usage_unknown.job_id)"
+            )
         return a + b
 
 
