@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import sample
-from qpu_exporter.config import SimulatedProviderConfig
+from qpu_exporter.providers.simulated.config import SimulatedProviderConfig
 from qpu_exporter.exposition import families
-from qpu_exporter.providers.simulated import SimulatedProvider
+from qpu_exporter.providers.simulated.provider import SimulatedProvider
 from qpu_exporter.scheduler import Poller
 from qpu_exporter.store import Store
 from qpu_exporter.view import FleetView

@@ -9,9 +9,9 @@ import os
 import pytest
 
 from conftest import run_cli, sample
-from qpu_exporter.config import SimulatedProviderConfig
+from qpu_exporter.providers.simulated.config import SimulatedProviderConfig
 from qpu_exporter.exposition import families
-from qpu_exporter.providers.simulated import SimulatedProvider
+from qpu_exporter.providers.simulated.provider import SimulatedProvider
 from qpu_exporter.scheduler import Poller
 from qpu_exporter.store import StateError, Store
 from qpu_exporter.textformat import render

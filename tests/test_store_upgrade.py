@@ -127,3 +127,31 @@ def test_migrate_state_copies_everything_into_an_empty_database_only(tmp_path, p
     assert code == 2 and err.count("\n") == 1 and "password" in err and pg_state.password not in err
     code, _, err = _cli(capsys, "migrate-state", "--from", str(tmp_path / "nope.db"), "--to", pg_state.target)
     assert code == 2 and "no such state file" in err
+
+
+def test_pending_usage_of_an_interim_build_becomes_unknown_again(tmp_path):
+    """Exporters built between the two releases added job_usage_unknown to the released schema
+    and stored 0 for usage and cost they did not know: the upgrade keeps the pending state
+    (this instance's) and makes those zeros NULL again."""
+    path = tmp_path / "state.db"
+    shutil.copy(FIXTURE / "state.db", path)
+    db = sqlite3.connect(path)
+    (p, b, pending_id), (_, _, unknown_id) = db.execute("SELECT provider, backend, job_id FROM jobs LIMIT 2").fetchall()
+    db.executescript("""
+        CREATE TABLE job_usage_unknown (
+            provider TEXT NOT NULL, backend TEXT NOT NULL, job_id TEXT NOT NULL, state TEXT NOT NULL,
+            reason TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (provider, backend, job_id));""")
+    db.executemany("INSERT INTO job_usage_unknown VALUES (?, ?, ?, ?, ?, ?)",
+                   [(p, b, pending_id, "pending", "", 123.0), (p, b, unknown_id, "unknown", "unpriced_device", 456.0)])
+    db.execute("UPDATE jobs SET usage_seconds = 0, cost_usd = 0 WHERE job_id IN (?, ?)", (pending_id, unknown_id))
+    db.commit()
+    usage_of_unknown = db.execute("SELECT usage_seconds FROM jobs WHERE job_id = ?", (unknown_id,)).fetchone()[0]
+    db.close()
+
+    store = Store(path)
+    assert store.oldest_pending_usage(p, b) == 123.0
+    with store.engine.connect() as conn:
+        got = dict(conn.exec_driver_sql("SELECT job_id, usage_seconds FROM jobs WHERE cost_usd IS NULL").all())
+        instances = set(conn.exec_driver_sql("SELECT instance FROM job_usage_unknown").scalars())
+    assert got == {pending_id: None, unknown_id: usage_of_unknown} and instances == {"default"}
+    store.close()

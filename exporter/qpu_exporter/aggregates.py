@@ -3,6 +3,11 @@
 Pure: the store applies these increments in the transaction that records the job, and
 exposition renders the totals. Histogram buckets are stored cumulatively (Prometheus
 ``le`` semantics), one counter per bucket.
+
+Usage and cost move only by known values. A job whose usage is not final yet
+(``usage_pending``) is counted as a job when first recorded and its usage and cost once they
+are final (``usage_increments``, applied by the store exactly once). A cost that can never be
+known is counted in ``qpu_jobs_cost_unknown_total{reason}``, never added as 0.
 """
 
 from __future__ import annotations
@@ -34,13 +39,29 @@ def _le(b: float) -> str:
     return repr(float(b))
 
 
-def job_increments(job: JobRecord):
+def usage_increments(job: JobRecord):
+    """The usage and cost a settled record adds: the known values, or one unknown-cost count."""
+    if job.usage_pending:
+        return []
     labels = {"provider": job.provider, "backend": job.backend}
-    out = [
-        ("qpu_jobs_total", labels, 1.0),
-        ("qpu_job_usage_seconds_total", labels, job.usage_seconds),
-        ("qpu_cost_usd_total", labels, job.cost_usd),
-    ]
+    out = []
+    if job.usage_seconds is not None:
+        out.append(("qpu_job_usage_seconds_total", labels, max(0.0, job.usage_seconds)))
+    if job.cost_usd is not None:
+        out.append(("qpu_cost_usd_total", labels, max(0.0, job.cost_usd)))
+    elif not job.billed_with:
+        out.append(("qpu_jobs_cost_unknown_total", {**labels, "reason": job.cost_unknown_reason or "unknown"}, 1.0))
+    return out
+
+
+def job_increments(job: JobRecord):
+    """Everything a newly recorded job adds: the job counters and histograms, plus its usage
+    and cost when they are already final."""
+    labels = {"provider": job.provider, "backend": job.backend}
+    out = usage_increments(job)
+    if not job.counts_as_job:
+        return out
+    out.append(("qpu_jobs_total", labels, 1.0))
     if job.status == JOB_FAILED:
         out.append(("qpu_jobs_failed_total", labels, 1.0))
         out.append(("qpu_job_failures_by_class_total", {**labels, "error_class": job.error_class or "unknown"}, 1.0))

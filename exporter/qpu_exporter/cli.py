@@ -131,10 +131,15 @@ def _fail(message: str) -> int:
 
 def _check_config(path: str) -> int:
     from .config import ConfigError, load_config
+    from .providers import registry
+    from .providers.base import ProviderSetupError
 
     try:
-        load_config(path)
-    except ConfigError as exc:
+        for p in load_config(path).providers:
+            spec = registry.provider_spec(p.kind)
+            if spec is not None and spec.check is not None:
+                spec.check(p)
+    except (ConfigError, ProviderSetupError) as exc:
         return _fail(str(exc))
     print(f"{path}: ok")
     return 0
@@ -326,7 +331,7 @@ def _serve(args) -> int:
         return _fail(str(exc))
     from .app import Exporter
     from .config import ConfigError
-    from .providers.prices import PriceTableError
+    from .providers.base import ProviderSetupError
     from .reload import Reloader
     from .store import StateError
 
@@ -342,7 +347,7 @@ def _serve(args) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, handled)
     try:
         exporter = Exporter(config, addresses, web, telemetry_path)
-    except (StateError, PriceTableError) as exc:
+    except (StateError, ProviderSetupError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"--web.listen-address {' '.join(listens)}: {exc.strerror or exc}")

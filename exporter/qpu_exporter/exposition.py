@@ -46,6 +46,7 @@ from . import textformat
 from .logs import get_logger
 from .catalog import SPECS, qubit_metric_name
 from .store import LabelKey
+from .model import REPORTED_EPC
 from .view import FleetView, ViewCopy
 
 log = get_logger(__name__)
@@ -148,7 +149,7 @@ _BACKEND_FAMILIES = (
 _QUBIT_TAIL = ("qpu_qubit_measurement_timestamp_seconds", "qpu_qubit_operational")
 _GATE_FAMILIES = (
     "qpu_gate_error_ratio", "qpu_gate_duration_seconds", "qpu_gate_operational",
-    "qpu_gate_measurement_timestamp_seconds",
+    "qpu_gate_measurement_timestamp_seconds", "qpu_reported_epc_ratio",
 )
 
 
@@ -160,8 +161,8 @@ def _backend_calibration_samples(provider: str, backend: str, snap) -> dict[str,
             Sample("qpu_backend_calibration_timestamp_seconds", pb, snap.calibrated_at))
     out["qpu_backend_operational_qubits"].append(
         Sample("qpu_backend_operational_qubits", pb, sum(1 for q in snap.qubits if q.operational)))
-    out["qpu_backend_dead_couplers"].append(
-        Sample("qpu_backend_dead_couplers", pb, sum(1 for g in snap.gates if len(g.qubits) == 2 and not g.operational)))
+    out["qpu_backend_dead_couplers"].append(Sample("qpu_backend_dead_couplers", pb, sum(
+        1 for g in snap.gates if len(g.qubits) == 2 and not g.operational and g.gate != REPORTED_EPC)))
     q_ts, q_op = out["qpu_qubit_measurement_timestamp_seconds"], out["qpu_qubit_operational"]
     for q in snap.qubits:
         qs = str(q.qubit)
@@ -176,7 +177,12 @@ def _backend_calibration_samples(provider: str, backend: str, snap) -> dict[str,
                                    m.measured_at))
     g_err, g_dur = out["qpu_gate_error_ratio"], out["qpu_gate_duration_seconds"]
     g_op, g_ts = out["qpu_gate_operational"], out["qpu_gate_measurement_timestamp_seconds"]
+    reported = out["qpu_reported_epc_ratio"]
     for g in snap.gates:
+        if g.gate == REPORTED_EPC:  # a reported RB figure, not a gate (model.REPORTED_EPC)
+            if g.error is not None:
+                reported.append(Sample("qpu_reported_epc_ratio", {**pb, "qubits": g.qubits_label}, g.error.value))
+            continue
         labels = {"provider": provider, "backend": backend, "gate": g.gate, "qubits": g.qubits_label}
         g_op.append(Sample("qpu_gate_operational", labels, 1 if g.operational else 0))
         if g.error is not None:

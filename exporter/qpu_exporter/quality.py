@@ -42,7 +42,7 @@ def _too_old(m: Measurement, now: float, max_age: float) -> bool:
 def validate_snapshot(
     snap: CalibrationSnapshot, max_age: float = DEFAULT_MAX_AGE_SECONDS
 ) -> tuple[CalibrationSnapshot, Counter]:
-    rejected: Counter = Counter()
+    rejected: Counter = Counter(snap.rejected)  # what the provider's parser already dropped
     now = snap.fetched_at
     qubits: list[QubitCalibration] = []
     for q in snap.qubits:
@@ -85,4 +85,4 @@ def validate_snapshot(
             rejected["out_of_range"] += 1
             duration = None
         gates.append(replace(g, error=error, duration=duration, operational=operational))
-    return replace(snap, qubits=qubits, gates=gates), rejected
+    return replace(snap, qubits=qubits, gates=gates, rejected={}), rejected

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from .aggregates import job_increments
+from .aggregates import job_increments, usage_increments
 from .config import Config
 from .logs import get_logger
 from .providers.base import Provider, ProviderError
@@ -212,8 +212,14 @@ class Poller:
     def _jobs(self, provider: Provider, backend: str) -> dict:
         cursor = self.store.cursor(provider.kind, backend, "jobs")
         since = None if cursor is None else cursor - JOBS_OVERLAP_SECONDS
+        if since is not None:
+            # Reach back to jobs still waiting for final usage and to the oldest job the last
+            # poll saw unfinished (persisted, so it holds across restarts).
+            floors = (self.store.oldest_pending_usage(provider.kind, backend),
+                      self.store.cursor(provider.kind, backend, "jobs_unfinished"))
+            since = min([since, *(f for f in floors if f is not None)])
         jobs = self._call(provider, provider.jobs, backend, since)
-        new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock())
+        new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock(), usage_increments)
         if new is None:
             # Not recorded, so not counted, and the cursor stays: the next poll asks again.
             return {"jobs_seen": len(jobs), "state_write_failed": True}
@@ -221,6 +227,9 @@ class Poller:
             newest = max(j.finished_at for j in jobs)
             if cursor is None or newest > cursor:
                 self.store.set_cursor(provider.kind, backend, "jobs", newest)
+        unfinished = provider.oldest_unfinished(backend)
+        self.store.set_cursor(provider.kind, backend, "jobs_unfinished",
+                              self.clock() if unfinished is None else unfinished)
         if new:
             self.view.touch()
         return {"jobs_seen": len(jobs), "jobs_new": len(new)}

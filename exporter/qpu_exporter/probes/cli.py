@@ -93,6 +93,7 @@ def _find_backend(providers, backend: str, provider_kind: str | None):
 def run_probes(args) -> tuple[list, object]:
     """Probe ``args.backend`` now; returns (outcomes, store). Raises UsageError."""
     from ..config import ConfigError
+    from ..providers.base import ProviderSetupError
     from ..store import StateError
     from .runner import ProbeRunner
     from .targets import targets_for
@@ -102,7 +103,7 @@ def run_probes(args) -> tuple[list, object]:
         raise UsageError("--interleaved needs --qubits")
     try:
         config, store, providers = _setup(args)
-    except (ConfigError, StateError) as exc:
+    except (ConfigError, StateError, ProviderSetupError) as exc:
         raise UsageError(str(exc)) from None
     provider = _find_backend(providers, args.backend, getattr(args, "provider", None))
     snap = provider.calibration(args.backend)

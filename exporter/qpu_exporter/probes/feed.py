@@ -16,7 +16,7 @@ from ..catalog import SPECS
 from .agreement import IDEAL_BELL, distribution, hellinger_fidelity
 
 BackendKey = tuple[str, str]
-SKIP_REASONS = ("budget", "backend_down", "busy")
+SKIP_REASONS = ("budget", "backend_down", "busy", "unpriced")
 COUNTERS = ("qpu_probe_runs_total", "qpu_probe_failures_total", "qpu_probe_shots_total")
 
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from ..logs import get_logger
 from ..model import BackendStatus, CalibrationSnapshot
 from ..providers.base import Provider, ProviderError
-from ..providers.prices import PriceTable, load_price_table
 from ..store import Store, snapshot_from_dict, snapshot_to_dict
 from .budget import ProbeBudget, clifford_seconds, estimate_usage_seconds, probe_cost_usd, readout_seconds
 from .feed import COUNTERS, SKIP_REASONS, ProbeFeed, drift_samples
@@ -93,7 +92,6 @@ class ProbeRunner:
         feed: ProbeFeed | None = None,
         on_probe_value: Callable[[str, str, str, float, float], None] | None = None,
         on_change: Callable[[], None] | None = None,
-        prices: PriceTable | None = None,
         new_seed: Callable[[], int] = lambda: secrets.randbits(62),  # recorded; tests fix it
         count: bool = True,
     ):
@@ -108,7 +106,6 @@ class ProbeRunner:
         self.feed = feed or ProbeFeed()
         self.on_probe_value = on_probe_value
         self.on_change = on_change or (lambda: None)
-        self.prices = prices or load_price_table()
         # The CLI shares the ledger and records but does not count: the probe counters count
         # the exporters' probes (the records of CLI probes are still published by them).
         self.count = count
@@ -301,7 +298,10 @@ class ProbeRunner:
         usage = estimate_usage_seconds(design, cliff_s, readout_seconds(snap, target.qubits), agreement_shots)
         per_circuit = [design["shots"]] * design["num_circuits"] + ([agreement_shots] if agreement_shots else [])
         shots = sum(per_circuit)
-        usd = probe_cost_usd(kind, backend, usage, per_circuit, self.prices)
+        usd = probe_cost_usd(provider, backend, usage, per_circuit)
+        if usd is None:  # an unknown price: the USD caps could not hold, so nothing is spent
+            self.skipped(kind, backend, "unpriced", qubits=target.qubits_label, shots=shots)
+            return ProbeOutcome(target, "skipped", "unpriced: the provider cannot price this probe", design=design)
         record.update(estimated_usage_seconds=usage, shots=shots, cost_usd=usd)
 
         # Pay before generating anything: an exhausted budget costs no CPU.

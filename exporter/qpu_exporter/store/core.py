@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..logs import get_logger
@@ -38,8 +38,8 @@ from .engine import create, parse_target
 from .errors import StateError, StorageError, one_line
 from .snapshots import calibration_values, snapshot_from_dict, snapshot_to_dict
 from .tables import (
-    SHARED, calibration, counters, cursors, drift_state, instances, jobs, latest, locks, meta, probe_ledger,
-    probe_leases, probe_runs,
+    SHARED, calibration, counters, cursors, drift_state, instances, job_usage_unknown, jobs, latest, locks, meta,
+    probe_ledger, probe_leases, probe_runs,
 )
 
 log = get_logger(__name__)
@@ -318,11 +318,13 @@ class Store:
 
     # --- jobs and counters (per instance) ---------------------------------------------------------
     def record_jobs(
-        self, jobs_seen: Iterable[JobRecord], increments_of, now: float
+        self, jobs_seen: Iterable[JobRecord], increments_of, now: float, settled_increments_of=None,
     ) -> list[JobRecord]:
         """Insert jobs this instance has not seen before and apply their counter increments in
-        the same transaction. ``increments_of(job)`` gives [(counter, labels, delta)]. Returns
-        the newly recorded jobs."""
+        the same transaction. ``increments_of(job)`` gives [(counter, labels, delta)]. A record of
+        a job stored with its usage pending whose usage is now final (``usage_pending`` False)
+        settles it, once: its values are stored and ``settled_increments_of(job)`` applied.
+        Returns the newly recorded jobs."""
         batch = list(jobs_seen)
         rows = [
             {"instance": self.instance, "provider": j.provider, "backend": j.backend, "job_id": j.job_id,
@@ -337,19 +339,71 @@ class Store:
             # so most are, and only the new rows are written (one instance is one process, and
             # SQLite's write lock is held from the start: nothing changes between the two).
             known = self._known_jobs(conn, batch)
-            new, fresh = [], []
+            new, fresh, seen_again = [], [], []
             for j, row in zip(batch, rows):
                 key = (j.provider, j.backend, j.job_id)
                 if key not in known:
                     known.add(key)  # a job listed twice in one answer is new once
                     new.append(j)
                     fresh.append(row)
+                elif settled_increments_of is not None and not j.usage_pending:
+                    seen_again.append(j)
             if fresh:
                 self._bulk_insert(conn, jobs, fresh)
-            pending = self._stage_counters(conn, [inc for j in new for inc in increments_of(j)])
+            increments = [inc for j in new for inc in increments_of(j)]
+            for j in new:
+                self._note_unknown_usage(conn, j)
+            if seen_again:
+                pending_usage = self._pending_usage(conn, seen_again)
+                for j in seen_again:
+                    if (j.provider, j.backend, j.job_id) in pending_usage and self._settle(conn, j):
+                        increments.extend(settled_increments_of(j))
+            pending = self._stage_counters(conn, increments)
         # Only after the commit succeeded does the in-memory view move forward.
         self._apply(pending)
         return new
+
+    def _note_unknown_usage(self, conn: Connection, j: JobRecord) -> None:
+        if j.usage_pending or (j.cost_usd is None and not j.billed_with):
+            values = {"state": "pending" if j.usage_pending else "unknown", "reason": j.cost_unknown_reason,
+                      "created_at": j.created_at}
+            conn.execute(self._insert(job_usage_unknown).values(
+                instance=self.instance, provider=j.provider, backend=j.backend, job_id=j.job_id, **values,
+            ).on_conflict_do_update(index_elements=[job_usage_unknown.c.instance, job_usage_unknown.c.provider,
+                                                   job_usage_unknown.c.backend, job_usage_unknown.c.job_id],
+                                    set_=values))
+
+    def _pending_usage(self, conn: Connection, batch: list[JobRecord]) -> set[tuple[str, str, str]]:
+        """Which of these jobs this instance holds with their usage pending (few at any time)."""
+        u = job_usage_unknown.c
+        out = set()
+        for provider, backend in {(j.provider, j.backend) for j in batch}:
+            out.update((provider, backend, job_id) for job_id in conn.execute(select(u.job_id).where(
+                u.instance == self.instance, u.provider == provider, u.backend == backend, u.state == "pending")).scalars())
+        return out
+
+    def _settle(self, conn: Connection, j: JobRecord) -> bool:
+        """Store the final usage of a job recorded as pending; False when it was not pending
+        (settled before, or never pending): a job's usage is counted at most once."""
+        u = job_usage_unknown.c
+        gone = conn.execute(delete(job_usage_unknown).where(
+            u.instance == self.instance, u.provider == j.provider, u.backend == j.backend, u.job_id == j.job_id,
+            u.state == "pending")).rowcount
+        if gone != 1:
+            return False
+        conn.execute(update(jobs).where(jobs.c.instance == self.instance, jobs.c.provider == j.provider,
+                                        jobs.c.backend == j.backend, jobs.c.job_id == j.job_id)
+                     .values(usage_seconds=j.usage_seconds, cost_usd=j.cost_usd))
+        self._note_unknown_usage(conn, j)
+        return True
+
+    def oldest_pending_usage(self, provider: str, backend: str) -> float | None:
+        """Creation time of this instance's oldest job whose usage is still pending: job
+        listings must reach back to it until it settles."""
+        u = job_usage_unknown.c
+        with self._tx() as conn:
+            return conn.execute(select(func.min(u.created_at)).where(
+                u.instance == self.instance, u.provider == provider, u.backend == backend, u.state == "pending")).scalar()
 
     def _bulk_insert(self, conn: Connection, table, rows: list[dict]) -> int:
         """INSERT ... ON CONFLICT DO NOTHING of many rows as one driver executemany: SQLAlchemy's
@@ -629,9 +683,13 @@ class Store:
             conn.execute(update(instances).where(instances.c.instance == self.instance).values(last_seen=now))
             a = conn.execute(delete(calibration).where(calibration.c.fetched_at < older_than)).rowcount
             b = conn.execute(delete(jobs).where(jobs.c.recorded_at < older_than)).rowcount
+            u = job_usage_unknown.c
+            conn.execute(delete(job_usage_unknown).where(~exists().where(
+                jobs.c.instance == u.instance, jobs.c.provider == u.provider, jobs.c.backend == u.backend,
+                jobs.c.job_id == u.job_id)))
             gone = select(instances.c.instance).where(instances.c.last_seen < older_than,
                                                       instances.c.instance != self.instance)
-            for table in (counters, cursors, drift_state, jobs):
+            for table in (counters, cursors, drift_state, jobs, job_usage_unknown):
                 conn.execute(delete(table).where(and_(table.c.instance.in_(gone), table.c.instance != SHARED)))
             conn.execute(delete(instances).where(instances.c.last_seen < older_than,
                                                  instances.c.instance != self.instance))

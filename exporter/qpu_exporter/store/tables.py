@@ -6,7 +6,8 @@ migrated database has exactly these columns and keys, so the two cannot drift ap
 
 Shared by every exporter on one database: calibration history, latest snapshots, probe
 records, the probe budget ledger, probe leases, meta. Per exporter instance (the ``instance``
-column, see docs/state.md): job records, counters, poll cursors and drift-detector state, so
+column, see docs/state.md): job records (and their pending usage), counters, poll cursors and
+drift-detector state, so
 each replica keeps complete counters of its own. Counters that describe shared things (a probe
 run exists once, whoever ran it) live under the instance ``SHARED`` and every replica exports
 the same value.
@@ -45,6 +46,17 @@ jobs = Table(
     # Unknown until the provider reports it (usage pending, no price): NULL, never 0.
     _real("usage_seconds", True), _real("cost_usd", True),
     _text("error_class"), _real("recorded_at"), _text("workload", True),
+    PrimaryKeyConstraint("instance", "provider", "backend", "job_id"),
+)
+
+# Jobs whose usage or cost is not a known number. state 'pending': the provider reports final
+# usage later; the job is counted now and its usage and cost once a later record of it is
+# final (then the row goes). 'unknown': never knowable (reason). jobs.usage_seconds and
+# jobs.cost_usd are NULL meanwhile.
+job_usage_unknown = Table(
+    "job_usage_unknown", metadata,
+    _text("instance"), _text("provider"), _text("backend"), _text("job_id"), _text("state"), _text("reason"),
+    _real("created_at"),
     PrimaryKeyConstraint("instance", "provider", "backend", "job_id"),
 )
 
@@ -105,4 +117,5 @@ LOCK_NAMES = ("probe_ledger", "probe_leases", "probe_runs")
 
 # In copy order for migrate-state (no foreign keys; leases are not copied: they belong to live
 # processes of the source).
-COPIED = (meta, calibration, latest, jobs, counters, cursors, probe_runs, probe_ledger, drift_state, instances)
+COPIED = (meta, calibration, latest, jobs, job_usage_unknown, counters, cursors, probe_runs, probe_ledger, drift_state,
+          instances)

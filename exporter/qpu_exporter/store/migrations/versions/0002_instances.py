@@ -5,7 +5,9 @@ and counts the jobs it sees itself, so every replica exports complete counters a
 takes nothing with it. The released exporter's rows become instance ``default`` (the name a
 SQLite exporter runs as unless told otherwise), except the probe counters, which describe shared
 probe records and move to the shared instance ``''``. Detector state moves from meta to a
-per-instance table; ``locks`` holds the rows that serialise budget reservations, leases and probe
+per-instance table; so does the pending-usage state of jobs (``job_usage_unknown``, which
+exporters built between the two releases added to the released schema: their zeros for usage and
+cost not known become NULL again); ``locks`` holds the rows that serialise budget reservations, leases and probe
 records across processes. Job usage and cost become nullable (unknown is not 0), and jobs gain
 a ``workload`` column.
 
@@ -47,6 +49,12 @@ CREATE TABLE cursors_v2 (
     instance TEXT NOT NULL, provider TEXT NOT NULL, backend TEXT NOT NULL, name TEXT NOT NULL,
     value REAL NOT NULL, PRIMARY KEY (instance, provider, backend, name)
 )"""
+_USAGE = """
+CREATE TABLE job_usage_unknown_v2 (
+    instance TEXT NOT NULL, provider TEXT NOT NULL, backend TEXT NOT NULL, job_id TEXT NOT NULL,
+    state TEXT NOT NULL, reason TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (instance, provider, backend, job_id)
+)"""
 _NEW = """
 CREATE TABLE drift_state (instance TEXT NOT NULL PRIMARY KEY, saved_at REAL NOT NULL, payload TEXT NOT NULL);
 CREATE TABLE instances (instance TEXT NOT NULL PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL);
@@ -77,6 +85,19 @@ def upgrade() -> None:
     _rebuild("jobs", _JOBS, f"instance, {_JOB_COLUMNS}", f"{default}, {_JOB_COLUMNS}")
     op.execute("CREATE INDEX jobs_finished ON jobs (finished_at)")
     op.execute("CREATE INDEX jobs_recorded ON jobs (recorded_at)")
+    bind = op.get_bind()
+    usage_columns = "provider, backend, job_id, state, reason, created_at"
+    if sa.inspect(bind).has_table("job_usage_unknown"):
+        _rebuild("job_usage_unknown", _USAGE, f"instance, {usage_columns}", f"{default}, {usage_columns}")
+        # The jobs those rows list hold 0 for what was not known (the released columns were NOT
+        # NULL): pending usage and cost, or an unknown cost.
+        listed = ("SELECT 1 FROM job_usage_unknown u WHERE u.instance = jobs.instance AND u.provider = jobs.provider "
+                  "AND u.backend = jobs.backend AND u.job_id = jobs.job_id AND u.state = '{}'")
+        op.execute(f"UPDATE jobs SET usage_seconds = NULL, cost_usd = NULL WHERE EXISTS ({listed.format('pending')})")
+        op.execute(f"UPDATE jobs SET cost_usd = NULL WHERE EXISTS ({listed.format('unknown')})")
+    else:
+        for statement in _ddl(_USAGE.replace("job_usage_unknown_v2", "job_usage_unknown")):
+            op.execute(statement)
     shared = ", ".join(f"'{name}'" for name in SHARED_COUNTERS)
     _rebuild("counters", _COUNTERS, "instance, name, labels, value",
              f"CASE WHEN name IN ({shared}) THEN '' ELSE {default} END, name, labels, value")
@@ -84,7 +105,6 @@ def upgrade() -> None:
              f"{default}, provider, backend, name, value")
     for statement in _ddl(_NEW):
         op.execute(statement)
-    bind = op.get_bind()
     bind.execute(sa.text("INSERT INTO drift_state (instance, saved_at, payload) "
                          "SELECT :instance, :now, value FROM meta WHERE key = 'drift_monitor_state'"),
                  {"instance": DEFAULT_INSTANCE, "now": time.time()})

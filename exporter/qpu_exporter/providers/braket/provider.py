@@ -1,32 +1,25 @@
 """Amazon Braket (kind: braket) through boto3's ``braket`` client.
 
-Devices come from the config's ARNs or, by default, ``SearchDevices`` (every QPU in the
-region that is not RETIRED). One ``GetDevice`` gives status, queue depth, availability
-windows and the calibration ("standardized" properties), parsed from the raw JSON so a
-new schema version degrades to fewer values rather than a failed poll:
-
-* standardized v1 (Rigetti, IQM, OQC): per qubit T1/T2 (units normalised to seconds),
-  one-qubit fidelities -> ``readout_error`` (READOUT) and gates ``1q_rb``
-  (RANDOMIZED_BENCHMARKING) / ``1q_srb`` (SIMULTANEOUS_RANDOMIZED_BENCHMARKING) with
-  error = 1 - fidelity; two-qubit gate fidelities per edge -> GateCalibration(gate name
-  lower-cased, (control, target) when directed, else the edge's qubits).
-* standardized v3 (IonQ, AQT), device-level figures: T1, T2, readout error and readout
-  duration are put on every qubit 0..n-1 (each qubit's best available value is the
-  device's); single- and two-qubit fidelities become gates ``1q_rb`` / ``2q_rb`` with
-  ``qubits=()`` (label ``qubits=""``: the whole device). Per-qubit v3 fidelities, when
-  present, replace the device-level 1q figure on that qubit.
-* A fidelity of 0 is a dead element: the gate gets ``operational=False, error=None``,
-  a qubit whose RB or readout fidelity is 0 gets ``operational=False``.
+Devices come from the config's ARNs or, by default, ``SearchDevices`` in every region that
+hosts QPUs (``regions`` narrows it): the API supports only a deviceArn filter, so QPUs that
+are not RETIRED are picked client-side, as the Braket SDK's ``AwsDevice.get_devices`` does.
+One ``GetDevice`` gives status, queue depth, availability windows and the calibration, read
+through the official schema models (``device_document.py``).
 
 Queue sizes are strings; ``'>4000'`` reads as 4000 (a lower bound: ``queue_depth()``
 flags it), ``'0 (1 prioritized job(s) running)'`` as 0.
 
-Tasks come from the ``search_quantum_tasks`` paginator (no per-task call), except one
-``GetQuantumTask`` per newly FAILED task for its failure reason (capped per poll). Search
-results carry only createdAt and endedAt, so queue time is derived from observation:
-the first poll that sees a task RUNNING bounds its start (resolution: the jobs interval).
-Cost comes from the price table (per task + per shot, 0 for failed/cancelled tasks).
-Braket bills shots, not QPU time: ``usage_seconds`` is 0.
+Tasks come from the ``search_quantum_tasks`` paginator, plus one ``GetQuantumTask`` per
+newly finished (COMPLETED or FAILED) task: search results carry neither the failure reason
+nor the Braket Direct reservation a task ran in (capped per poll; the rest wait for the next
+poll). Search results carry only createdAt and endedAt, so queue time is derived from
+observation: the first poll that sees a task RUNNING bounds its start (resolution: the jobs
+interval). Cost: per task + per shot from the price table, else from the per-shot price the
+device document publishes (``service.deviceCost``); 0 for FAILED/CANCELLED tasks (not
+billed); unknown for tasks inside a reservation (paid per reserved hour) and for devices
+with no price. Braket publishes no QPU time per task: ``usage_seconds`` is unknown (None).
+The creation time of the oldest unfinished task is reported (``oldest_unfinished``) so the
+poller persists it and a task queued since before a restart is still recorded.
 
 Probe circuits (``run_circuits``) go through the Braket SDK: one OpenQASM 3 task per
 circuit (``AwsDevice.run``: GetDevice once, CreateQuantumTask per circuit), every task
@@ -53,49 +46,34 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..config import BraketProviderConfig
-from ..logs import get_logger
-from ..model import (
+from ...logs import get_logger
+from ...model import (
     JOB_CANCELLED,
     JOB_DONE,
     JOB_FAILED,
     BackendInfo,
     BackendStatus,
     CalibrationSnapshot,
-    GateCalibration,
     JobRecord,
-    Measurement,
-    QubitCalibration,
     durations_from_timestamps,
     parse_timestamp,
 )
-from .base import Provider, ProviderError
-from .http import classify_exception, provider_error
-from .prices import PriceTable, load_price_table
+from ..base import Provider, ProviderError
+from ..http import classify_exception, provider_error
+from ..listing import ListingWindow
+from .config import BraketProviderConfig
+from .device_document import parse_standardized, published_price, qubit_count
+from .errors import failure_class
+from .prices import PriceTable, TaskPrice, load_price_table
 
 log = get_logger("qpu_exporter.providers.braket")
 
 PAGE_SIZE = 100
 RECORD_CACHE_SIZE = 20000
-_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _FINAL = {"COMPLETED": JOB_DONE, "FAILED": JOB_FAILED, "CANCELLED": JOB_CANCELLED}
-_ONE_QUBIT_GATES = {
-    "RANDOMIZED_BENCHMARKING": "1q_rb",
-    "SIMULTANEOUS_RANDOMIZED_BENCHMARKING": "1q_srb",
-}
-# When a two-qubit edge lists one gate under several methods, keep the most gate-specific.
-_TWO_QUBIT_PRIORITY = {
-    "INTERLEAVED_RANDOMIZED_BENCHMARKING": 0,
-    "RANDOMIZED_BENCHMARKING": 1,
-    "SIMULTANEOUS_RANDOMIZED_BENCHMARKING": 2,
-}
+# GetQuantumTask associations[].type of a task run inside a Braket Direct reservation.
+RESERVATION_ASSOCIATION = "RESERVATION_TIME_WINDOW_ARN"
 _DAYS = {"MONDAY": 0, "TUESDAY": 1, "WEDNESDAY": 2, "THURSDAY": 3, "FRIDAY": 4, "SATURDAY": 5, "SUNDAY": 6}
-_FAILURE_CLASSES = (
-    ("timeout", re.compile(r"time(d)? ?out|time limit")),
-    ("invalid_input", re.compile(r"validat|invalid|not supported|unsupported|exceed|too (many|large|deep)")),
-    ("device_unavailable", re.compile(r"offline|unavailable|maintenance|retired|not available")),
-    ("internal_error", re.compile(r"internal|service error|unexpected")),
-)
 
 
 # --- pure parsing ------------------------------------------------------------------------------
@@ -108,137 +86,6 @@ def parse_queue_size(value: Any) -> tuple[int, bool]:
     if not m:
         return 0, False
     return int(m.group(2)), m.group(1) is None
-
-
-def seconds(entry: Any) -> float | None:
-    """A {value, unit} duration in seconds; None when absent or in an unknown unit."""
-    if not isinstance(entry, dict):
-        return None
-    value = entry.get("value")
-    scale = _TIME_UNITS.get(str(entry.get("unit") or "s").strip().lower().replace("μ", "µ"))
-    if scale is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) * scale
-
-
-def _fidelity(entry: Any) -> float | None:
-    value = entry.get("fidelity") if isinstance(entry, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        return None
-    return float(value)
-
-
-def _type_name(entry: dict) -> str:
-    ftype = entry.get("fidelityType")
-    return str((ftype or {}).get("name") or "").upper() if isinstance(ftype, dict) else ""
-
-
-def _set_gate(gates: dict, key: tuple, fidelity: float, measured_at: float | None, rank: int = 0,
-              duration: float | None = None) -> None:
-    if key in gates and gates[key][0] <= rank:
-        return
-    gate, qubits = key
-    if fidelity <= 0.0:
-        g = GateCalibration(gate, qubits, error=None, operational=False)
-    else:
-        g = GateCalibration(gate, qubits, error=Measurement(1.0 - fidelity, measured_at))
-    if duration is not None:
-        g.duration = Measurement(duration, measured_at)
-    gates[key] = (rank, g)
-
-
-def _one_qubit_fidelities(q: QubitCalibration, fids: list, gates: dict, measured_at: float | None) -> None:
-    for entry in fids or []:
-        if not isinstance(entry, dict):
-            continue
-        fid = _fidelity(entry)
-        if fid is None:
-            continue
-        kind = _type_name(entry)
-        if kind == "READOUT":
-            if fid <= 0.0:
-                q.operational = False
-            else:
-                q.values["readout_error"] = Measurement(1.0 - fid, measured_at)
-        elif kind in _ONE_QUBIT_GATES:
-            if fid <= 0.0:
-                q.operational = False
-            _set_gate(gates, (_ONE_QUBIT_GATES[kind], (q.qubit,)), fid, measured_at)
-
-
-def parse_standardized(caps: dict, *, provider: str, backend: str, fetched_at: float) -> CalibrationSnapshot:
-    """Device capabilities (the parsed ``deviceCapabilities`` JSON) -> CalibrationSnapshot."""
-    service = caps.get("service") or {}
-    std = caps.get("standardized") or {}
-    version = str((std.get("braketSchemaHeader") or {}).get("version") or "")
-    std_updated = parse_timestamp(std.get("updatedAt"))
-    snap = CalibrationSnapshot(provider, backend, fetched_at, std_updated or parse_timestamp(service.get("updatedAt")))
-    if not std:
-        return snap  # e.g. QuEra (analog): no standardized gate-model properties
-    qubits: dict[int, QubitCalibration] = {}
-    gates: dict[tuple, tuple[int, GateCalibration]] = {}
-
-    def qubit(index: int) -> QubitCalibration:
-        return qubits.setdefault(index, QubitCalibration(qubit=index))
-
-    if version == "3":
-        measured = std_updated
-        count = qubit_count((caps.get("paradigm") or {}).get("qubitCount"))
-        t1, t2 = seconds(std.get("T1")), seconds(std.get("T2"))
-        readout = [f for f in (_fidelity(e) for e in std.get("readoutFidelity") or []) if f is not None]
-        readout_duration = seconds(std.get("readoutDuration"))
-        for i in range(count):
-            q = qubit(i)
-            if t1 is not None:
-                q.values["t1"] = Measurement(t1, measured)
-            if t2 is not None:
-                q.values["t2"] = Measurement(t2, measured)
-            if readout:
-                q.values["readout_error"] = Measurement(1.0 - readout[0], measured)
-            if readout_duration is not None:
-                q.values["readout_duration"] = Measurement(readout_duration, measured)
-        for key, fids, dur in (("1q_rb", std.get("singleQubitFidelity"), std.get("singleQubitGateDuration")),
-                               ("2q_rb", std.get("twoQubitGateFidelity"), std.get("twoQubitGateDuration"))):
-            values = [f for f in (_fidelity(e) for e in fids or []) if f is not None]
-            if values:
-                _set_gate(gates, (key, ()), values[0], measured, duration=seconds(dur))
-    else:
-        measured = None  # v1 gives no per-value dates; the table's date is calibrated_at
-    for key, props in (std.get("oneQubitProperties") or {}).items():
-        q = qubit(int(key))
-        if not isinstance(props, dict):
-            raise ValueError(f"oneQubitProperties[{key}] is not an object")
-        for name, field_name in (("t1", "T1"), ("t2", "T2")):
-            value = seconds(props.get(field_name))
-            if value is not None:
-                q.values[name] = Measurement(value, measured)
-        _one_qubit_fidelities(q, props.get("oneQubitFidelity"), gates, measured)
-    for edge, props in (std.get("twoQubitProperties") or {}).items():
-        a, b = (int(x) for x in str(edge).split("-"))
-        for entry in (props or {}).get("twoQubitGateFidelity") or []:
-            fid = _fidelity(entry)
-            name = str(entry.get("gateName") or "").strip().lower()
-            if fid is None or not name:
-                continue
-            direction = entry.get("direction") or None
-            pair = (int(direction["control"]), int(direction["target"])) if direction else (a, b)
-            rank = _TWO_QUBIT_PRIORITY.get(_type_name(entry), 9)
-            _set_gate(gates, (name, pair), fid, measured, rank)
-    snap.qubits = [qubits[i] for i in sorted(qubits)]
-    snap.gates = [g for _, g in gates.values()]
-    return snap
-
-
-# Far above any device announced; a document claiming more is malformed, not a reason to
-# allocate a record per claimed qubit (fuzzing found a 10^12 qubitCount eating all memory).
-MAX_QUBITS = 100_000
-
-
-def qubit_count(value: Any) -> int:
-    count = int(value or 0)
-    if not 0 <= count <= MAX_QUBITS:
-        raise ValueError(f"qubitCount {count} out of range")
-    return count
 
 
 def window_open(windows: list, at: float) -> bool:
@@ -283,21 +130,10 @@ def _day_matches(day: str, weekday: int) -> bool:
     return _DAYS.get(day) == weekday
 
 
-def failure_class(reason: str | None) -> str:
-    if not reason:
-        return "unknown"
-    text = reason.lower()
-    for name, pattern in _FAILURE_CLASSES:
-        if pattern.search(text):
-            return name
-    return "execution_error"
-
-
 # --- probe programs (pure) -------------------------------------------------------------------
 
 PROBE_TAGS = {"qpu-exporter": "probe"}  # on every probe task, so it can be told apart
-# qiskit's stdgates names that Braket lacks, defined by Braket built-ins (Amazon Braket
-# developer guide, "Supported gates" in OpenQASM 3).
+# qiskit's stdgates names that Braket lacks, defined by Braket's built-in OpenQASM gates.
 _SHIM = ("gate sx a { v a; }\ngate sxdg a { vi a; }\ngate sdg a { si a; }\ngate tdg a { ti a; }\n"
          "gate cx a, b { cnot a, b; }\ngate p(l) a { phaseshift(l) a; }\ngate id a { i a; }\n")
 _QASM_INCLUDE = 'include "stdgates.inc";'
@@ -452,9 +288,7 @@ class _Device:
 
 
 @dataclass
-class _TasksState:
-    primed: bool = False
-    floor_hint: float | None = None
+class _TasksState(ListingWindow):
     running_seen: dict[str, float] = field(default_factory=dict)  # task ARN -> first poll that saw it RUNNING
 
 
@@ -517,27 +351,46 @@ class BraketProvider(Provider):
     def _discover(self) -> dict[str, _Device]:
         if self._devices is not None:
             return self._devices
-        arns = list(self.config.devices or [])
-        if not arns:
-            try:
-                pages = self.client().get_paginator("search_devices").paginate(
-                    filters=[{"name": "deviceType", "values": ["QPU"]}],
-                    PaginationConfig={"PageSize": PAGE_SIZE},
-                )
-                arns = [d["deviceArn"] for page in pages for d in page.get("devices", [])
-                        if d.get("deviceStatus") != "RETIRED" and d.get("deviceType", "QPU") == "QPU"]
-            except Exception as exc:  # noqa: BLE001
-                raise classify_exception(exc, "search devices") from None
+        if self.config.devices:
+            found = [(arn, region_of(arn, self.config.region)) for arn in self.config.devices]
+        else:
+            found = self._search_devices()
         devices: dict[str, _Device] = {}
-        for arn in arns:
-            resp = self._get_device_raw(arn, region_of(arn, self.config.region))
+        for arn, region in found:
+            resp = self._get_device_raw(arn, region)
             name = str(resp.get("deviceName") or arn.rsplit("/", 1)[-1])
             if name in devices:  # same device name from two providers: keep both apart
                 name = f"{resp.get('providerName', '')}-{name}"
-            devices[name] = _Device(arn, name, str(resp.get("providerName") or ""), region_of(arn, self.config.region))
+            devices[name] = _Device(arn, name, str(resp.get("providerName") or ""), region)
             self._absorb(devices[name], resp)
         self._devices = devices
         return devices
+
+    def _search_devices(self) -> list[tuple[str, str]]:
+        """(ARN, region) of every QPU that is not RETIRED, in every searched region. As the
+        Braket SDK's AwsDevice.get_devices does: SearchDevices supports only a deviceArn
+        filter, so the type and status are filtered here; a region that cannot be searched
+        is skipped with a warning (its devices come back at the next discovery), unless none
+        can be."""
+        found: dict[str, str] = {}
+        failures: list[ProviderError] = []
+        regions = self.config.search_regions()
+        for region in regions:
+            try:
+                pages = self.client(region).get_paginator("search_devices").paginate(
+                    filters=[], PaginationConfig={"PageSize": PAGE_SIZE},
+                )
+                for page in pages:
+                    for d in page.get("devices", []):
+                        if d.get("deviceType") == "QPU" and d.get("deviceStatus") != "RETIRED":
+                            found.setdefault(str(d["deviceArn"]), region_of(str(d["deviceArn"]), region))
+            except Exception as exc:  # noqa: BLE001
+                err = exc if isinstance(exc, ProviderError) else classify_exception(exc, f"search devices in {region}")
+                failures.append(err)
+                log.warning("could not search a region for Braket devices", region=region, error_kind=err.kind)
+        if failures and len(failures) == len(regions):
+            raise failures[0]
+        return list(found.items())
 
     def _device(self, backend: str) -> _Device:
         dev = self._discover().get(backend)
@@ -625,15 +478,13 @@ class BraketProvider(Provider):
         dev = self._device(backend)
         now = self.clock()
         state = self._tasks.setdefault(backend, _TasksState())
-        lookback = self.config.jobs_lookback
-        floor = now - lookback if since is None else (since - lookback if not state.primed else since)
-        if state.floor_hint is not None:
-            floor = min(floor, state.floor_hint)
+        floor = state.floor(now, since, self.config.jobs_lookback)
         tasks = self._search_tasks(dev, floor)
 
         records: list[JobRecord] = []
-        budget = self.config.max_failure_lookups_per_poll
-        hint: float | None = None
+        budget = self.config.max_task_lookups_per_poll
+        unfinished: float | None = None
+        deferred: float | None = None
         running_now: dict[str, float] = {}
         for task in tasks:
             arn = str(task.get("quantumTaskArn") or "")
@@ -642,7 +493,7 @@ class BraketProvider(Provider):
             if not arn or created is None:
                 raise provider_error("malformed", f"tasks of {backend}: a task without an ARN or createdAt")
             if status not in _FINAL:
-                hint = created if hint is None else min(hint, created)
+                unfinished = created if unfinished is None else min(unfinished, created)
                 if status == "RUNNING":
                     running_now[arn] = state.running_seen.get(arn, now)
                 continue
@@ -650,23 +501,45 @@ class BraketProvider(Provider):
             if cached is not None:
                 records.append(cached)
                 continue
-            reason = None
-            if _FINAL[status] == JOB_FAILED and self.config.max_failure_lookups_per_poll > 0:
+            detail = None
+            # CANCELLED tasks are not billed and carry no failure reason: nothing to look up.
+            if _FINAL[status] != JOB_CANCELLED and self.config.max_task_lookups_per_poll > 0:
                 if budget <= 0:
-                    hint = created if hint is None else min(hint, created)  # next poll
+                    deferred = created if deferred is None else min(deferred, created)  # next poll
                     continue
                 budget -= 1
                 detail = self._call(f"get task of {backend}", dev.region, "get_quantum_task", quantumTaskArn=arn)
-                reason = str(detail.get("failureReason") or "") if isinstance(detail, dict) else ""
-            record = self._record(dev, task, _FINAL[status], created, reason, state.running_seen.get(arn), now)
+                if not isinstance(detail, dict):
+                    raise provider_error("malformed", f"get task of {backend}: expected an object")
+            record = self._record(dev, task, _FINAL[status], created, detail, state.running_seen.get(arn), now)
             self._records[arn] = record
             while len(self._records) > RECORD_CACHE_SIZE:
                 self._records.popitem(last=False)
             records.append(record)
         state.running_seen = running_now
-        state.floor_hint = hint
-        state.primed = True
+        state.listed(unfinished, deferred)
         return records
+
+    def oldest_unfinished(self, backend: str) -> float | None:
+        state = self._tasks.get(backend)
+        return None if state is None else state.oldest_unfinished
+
+    def probe_cost_usd(self, backend, usage_seconds, shots_per_circuit):
+        """One task per circuit, each billed the per-task fee plus its shots (None: no price)."""
+        price = self._price(self._device(backend))
+        if price is None:
+            return None
+        return sum(price.task_cost(shots) for shots in shots_per_circuit)
+
+    def _price(self, dev: _Device) -> TaskPrice | None:
+        """The table's price, else the service's published per-shot price (deviceCost)."""
+        published = None
+        if dev.capabilities:
+            try:
+                published = published_price(dev.capabilities)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                published = None  # a document the schema rejects publishes no usable price
+        return self._prices.price(dev.name, published)
 
     def close(self) -> None:
         self._clients.clear()
@@ -857,7 +730,7 @@ class BraketProvider(Provider):
             log.warning("task listing truncated at max_task_pages", backend=dev.name)
         return out
 
-    def _record(self, dev: _Device, task: dict, status: str, created: float, reason: str | None,
+    def _record(self, dev: _Device, task: dict, status: str, created: float, detail: dict | None,
                 running: float | None, now: float) -> JobRecord:
         ended = parse_timestamp(task.get("endedAt"))
         finished = ended if ended is not None else now
@@ -865,18 +738,31 @@ class BraketProvider(Provider):
             running = None  # our observation cannot bound this task's start
         queue, execution = durations_from_timestamps(created, running, finished)
         shots = int(task.get("shots") or 0)
-        cost = self._prices.braket_task_cost(dev.name, shots, billed=status == JOB_DONE)
-        if cost is None:
-            if dev.name not in self._unpriced:
-                self._unpriced.add(dev.name)
-                log.warning("no price for Braket device; cost counted as 0", backend=dev.name)
-            cost = 0.0
+        cost, reason = self._task_cost(dev, status, shots, detail)
         if status == JOB_FAILED:
-            error = failure_class(reason) if reason is not None else "unknown"
+            error = failure_class(str(detail.get("failureReason") or "")) if detail is not None else "unknown"
         else:
             error = ""
+        # Braket bills shots and publishes no QPU time per task: usage is unknown, not 0.
         return JobRecord(
             provider=self.kind, backend=dev.name, job_id=str(task["quantumTaskArn"]), status=status,
             created_at=created, finished_at=finished, queue_seconds=queue, execution_seconds=execution,
-            usage_seconds=0.0, cost_usd=cost, error_class=error,
+            usage_seconds=None, cost_usd=cost, error_class=error, cost_unknown_reason=reason,
         )
+
+    def _task_cost(self, dev: _Device, status: str, shots: int, detail: dict | None) -> tuple[float | None, str]:
+        """(USD, "") or (None, why unknown). FAILED and CANCELLED tasks are not billed; a task
+        inside a Braket Direct reservation is paid by the reservation, not per task."""
+        if status != JOB_DONE:
+            return 0.0, ""
+        if detail is None:
+            return None, "not_read"
+        if any(isinstance(a, dict) and a.get("type") == RESERVATION_ASSOCIATION for a in detail.get("associations") or []):
+            return None, "reservation"
+        price = self._price(dev)
+        if price is None:
+            if dev.name not in self._unpriced:
+                self._unpriced.add(dev.name)
+                log.warning("no price for Braket device; its tasks' cost is counted as unknown", backend=dev.name)
+            return None, "unpriced_device"
+        return price.task_cost(shots), ""

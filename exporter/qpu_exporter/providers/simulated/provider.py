@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import Incident, SimulatedProviderConfig
-from ..model import (
+from .config import Incident, SimulatedProviderConfig
+from ...model import (
     JOB_CANCELLED,
     JOB_DONE,
     JOB_FAILED,
@@ -48,9 +48,9 @@ from ..model import (
     Measurement,
     QubitCalibration,
 )
-from .base import Provider, ProviderError
-from .fake_snapshots import load_snapshot, processor_name
-from .ibm_properties import parse_properties
+from ..base import Provider, ProviderError
+from ..fake_snapshots import load_snapshot, processor_name
+from ..ibm.properties import parse_properties
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -72,7 +72,9 @@ OUTAGE_PER_DAY, OUTAGE_MEAN = 1 / 30, 1 * HOUR
 PENDING_LOG10_SIGMA, PENDING_TAU = 0.3, 2 * HOUR
 JOBS_PER_HOUR = 12.0
 JOB_FAIL_P, JOB_CANCEL_P = 0.03, 0.01
-USD_PER_QPU_SECOND = 1.60  # IBM pay-as-you-go list price, $96 per QPU minute
+# The simulated fleet's own list price: IBM's Pay-As-You-Go rate (USD 96 per QPU minute), so
+# the cost counters, budget alerts and the probe USD cap are exercised as on a paid plan.
+USD_PER_QPU_SECOND = 1.60
 ERROR_CLASSES = ("execution_error", "timeout", "invalid_input", "internal_error")
 JOB_WINDOW = 7 * DAY  # how far back finished jobs can still be listed (like a provider's job history)
 
@@ -463,13 +465,17 @@ class SimulatedProvider(Provider):
         return out
 
     # --- probe execution -------------------------------------------------------------------
+    def probe_cost_usd(self, backend, usage_seconds, shots_per_circuit):
+        """Probes on the simulated fleet are priced like its jobs: per billed QPU second."""
+        return max(0.0, usage_seconds) * USD_PER_QPU_SECOND
+
     def run_circuits(self, backend, circuits, shots, seed, calibration=None):
         """Aer with a small noise model of the probed qubits, built from ``calibration`` (the
         snapshot the probe was designed under; default: the current one, incidents included),
         so a T1 drop or a gate-error rise shows in the RB numbers. Never
         ``AerSimulator.from_backend``: that costs ~1.3 s per run on a 127-qubit device."""
-        from ..rb.execute_aer import run_counts
-        from ..rb.noise import build_noise_model
+        from ...rb.execute_aer import run_counts
+        from ...rb.noise import build_noise_model
 
         if backend not in self._backends:
             raise ProviderError("unknown_backend", f"no simulated backend {backend!r}")

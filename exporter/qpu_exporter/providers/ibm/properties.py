@@ -9,8 +9,8 @@ sentinel) is marked ``operational=False`` rather than reported as an error rate.
 from __future__ import annotations
 
 
-from ..model import CalibrationSnapshot, GateCalibration, Measurement, QubitCalibration, parse_timestamp
-from .base import ProviderError
+from ...model import CalibrationSnapshot, GateCalibration, Measurement, QubitCalibration, parse_timestamp
+from ..base import ProviderError
 
 _UNIT_SCALE = {
     "": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9,

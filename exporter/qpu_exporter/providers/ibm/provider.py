@@ -5,8 +5,8 @@ instance CRN to its regional endpoint and retries transport errors; we use its
 authenticated ``RuntimeClient`` (``service._active_api_client``) to read the raw JSON of
 each endpoint rather than the SDK's object layer, because:
 
-* ``IBMBackend.properties()`` shifts non-UTC timestamps by their offset (seen with
-  qiskit-ibm-runtime 0.51; tests/fixtures/ibm holds such payloads); the raw ``/properties`` payload goes to ``parse_properties``, which
+* ``IBMBackend.properties()`` shifts non-UTC timestamps by their offset (qiskit-ibm-runtime
+  0.51); the raw ``/properties`` payload goes to ``parse_properties``, which
   keeps offsets and per-metric dates;
 * ``RuntimeJobV2.status()`` makes one ``GET /jobs/{id}`` per job; the list endpoint
   already carries each job's state, so one paged ``GET /jobs`` serves hundreds of jobs.
@@ -27,9 +27,16 @@ time nobody reads.
 
 Requests per poll (N backends, M jobs finished since the last poll, P = 100 per page):
 status 1 per backend; calibration 1 per backend; jobs 1 + ceil(M/P) per backend plus one
-``/jobs/{id}/metrics`` per *newly* finished job (capped by ``max_job_metrics_per_poll``,
-cached, never repeated); discovery once: 1 + N (configurations), plus the SDK's start-up
-(IAM token, Global Search, Global Catalog, /backends).
+``/jobs/{id}/metrics`` per *newly* finished job and per job whose usage is still pending
+(capped by ``max_job_metrics_per_poll``; final records are cached, never re-read), plus one
+``/sessions/{id}`` per session seen until it is closed; discovery once: 1 + N
+(configurations), plus the SDK's start-up (IAM token, Global Search, Global Catalog,
+/backends).
+
+Usage and cost (``billing.py``): job and batch mode bill each job's quantum time, session
+mode the session's active wall-clock time (one billing record per session); usage still
+``pending`` is re-read until final, for at most ``usage_settle_timeout``; the plan in
+``billing`` gives the price, and a price it does not give is counted as unknown.
 """
 
 from __future__ import annotations
@@ -40,14 +47,13 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..config import IbmProviderConfig
-from ..logs import get_logger
-from ..model import (
+from ...logs import get_logger
+from ...model import (
     JOB_CANCELLED,
     JOB_DONE,
     JOB_FAILED,
@@ -58,11 +64,14 @@ from ..model import (
     durations_from_timestamps,
     parse_timestamp,
 )
-from .base import Provider, ProviderError
-from .fake_snapshots import processor_name
-from .http import classify_exception, provider_error, redact
-from .ibm_properties import parse_properties
-from .prices import PriceTable, load_price_table
+from ..base import Provider, ProviderError
+from ..fake_snapshots import processor_name
+from ..http import classify_exception, provider_error, redact
+from ..listing import ListingWindow
+from . import billing
+from .config import IbmProviderConfig
+from .errors import _FINAL_STATES, RAN_TOO_LONG_CODE, _reason_code, error_class
+from .properties import parse_properties
 
 log = get_logger("qpu_exporter.providers.ibm")
 
@@ -72,72 +81,11 @@ ATTEMPT_TAG_PREFIX = "qpu-exporter-attempt-"  # plus a random id: finds a job wh
 JOBS_PAGE_SIZE = 100
 RECORD_CACHE_SIZE = 20000  # finished jobs remembered, so overlapping windows cost no metrics calls
 
-# API job states (upper-cased) -> our final states. Anything else is not final.
-_FINAL_STATES = {
-    "COMPLETED": JOB_DONE,
-    "DONE": JOB_DONE,
-    "FAILED": JOB_FAILED,
-    "ERROR": JOB_FAILED,
-    "CANCELLED": JOB_CANCELLED,
-    "CANCELED": JOB_CANCELLED,
-    "CANCELLED - RAN TOO LONG": JOB_FAILED,
-    "CANCELLEDMAXEXECUTIONTIMEREACHED": JOB_FAILED,
-}
-RAN_TOO_LONG_CODE = 1305  # the SDK maps CANCELLED + 1305 to ERROR; so do we
-
-
-def error_class(status: str, reason_code: int | None) -> str:
-    """Bounded error class for a failed job, from IBM's numeric reason code only (never the
-    reason text). Ranges follow IBM's published error-code families (1xxx validation, 5xxx
-    time limits, 6xxx-9xxx internal); a heuristic, not a contract."""
-    if status == JOB_CANCELLED:
-        return ""
-    if status != JOB_FAILED:
-        return ""
-    if reason_code is None:
-        return "unknown"
-    if reason_code == RAN_TOO_LONG_CODE or 5000 <= reason_code < 6000:
-        return "timeout"
-    if 1000 <= reason_code < 2000 or 3000 <= reason_code < 4000:
-        return "invalid_input"
-    if 2000 <= reason_code < 3000 or 4000 <= reason_code < 5000:
-        return "execution_error"
-    if 6000 <= reason_code < 10000:
-        return "internal_error"
-    return "unknown"
-
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
-
-
-def _reason_code(state: dict) -> int | None:
-    code = state.get("reason_code", state.get("reasonCode"))
-    try:
-        return None if code in (None, "") else int(code)
-    except (TypeError, ValueError):
-        return None
-
-
-def usage_seconds(entry: dict, metrics: dict | None) -> float:
-    """Billed QPU seconds: metrics ``usage.qpu_charge_time_seconds`` (what the SDK reads),
-    else ``usage.quantum_seconds`` / ``usage.seconds`` from metrics or the list entry."""
-    for source in (metrics or {}, entry):
-        usage = source.get("usage") if isinstance(source, dict) else None
-        if isinstance(usage, dict):
-            for key in ("qpu_charge_time_seconds", "quantum_seconds", "seconds"):
-                value = _number(usage.get(key))
-                if value is not None:
-                    return max(0.0, value)
-    return 0.0
-
-
-@dataclass
-class _JobsState:
-    primed: bool = False  # a poll of this backend completed in this process
-    floor_hint: float | None = None  # created time of the oldest job still pending/deferred
 
 
 def read_token(config: IbmProviderConfig, environ: dict[str, str] | None = None) -> str:
@@ -213,7 +161,6 @@ class IbmProvider(Provider):
         *,
         clock: Callable[[], float] = time.time,
         environ: dict[str, str] | None = None,
-        price_table: PriceTable | None = None,
     ):
         self.config = config
         self.clock = clock
@@ -222,9 +169,10 @@ class IbmProvider(Provider):
         self._service: Any = None
         self._lock = threading.Lock()
         self._infos: list[BackendInfo] | None = None
-        self._jobs_state: dict[str, _JobsState] = {}
+        self._jobs_state: dict[str, ListingWindow] = {}
         self._records: OrderedDict[str, JobRecord] = OrderedDict()
-        self._prices = price_table if price_table is not None else load_price_table(config.price_table)
+        self._sessions: dict[str, dict] = {}  # session id -> details, once closed (final)
+        self._session_modes: dict[str, bool] = {}  # session id -> session mode (else batch)
         self._sdk_backends: dict[str, Any] = {}  # name -> IBMBackend (probe submissions)
 
     def probe_wait_seconds(self) -> float:
@@ -378,53 +326,54 @@ class IbmProvider(Provider):
         snap, dropped = parse_properties(payload, provider=self.kind, backend=backend, fetched_at=self.clock())
         if dropped:
             log.warning("calibration values with unknown units dropped", backend=backend, count=dropped)
+            snap.rejected["unknown_unit"] = dropped  # counted in qpu_data_quality_rejections_total
         return snap
 
     def jobs(self, backend: str, since: float | None) -> list[JobRecord]:
         now = self.clock()
-        state = self._jobs_state.setdefault(backend, _JobsState())
+        state = self._jobs_state.setdefault(backend, ListingWindow())
         oldest_pending = self._oldest_pending_created(backend)
-        lookback = self.config.jobs_lookback
-        if since is None:
-            floor = now - lookback
-        elif not state.primed:
-            # After a restart we do not know which jobs were queued: look further back once.
-            floor = since - lookback
-        else:
-            floor = since
-        if state.floor_hint is not None:
-            floor = min(floor, state.floor_hint)
+        floor = state.floor(now, since, self.config.jobs_lookback)
 
         records: list[JobRecord] = []
         budget = self.config.max_job_metrics_per_poll
         deferred_floor: float | None = None
+        sessions: dict[str, list[JobRecord]] = {}  # session-mode jobs listed, by session
         for entry in self._final_jobs(backend, floor):
             job_id = str(entry.get("id") or "")
             if not job_id:
                 raise provider_error("malformed", f"jobs of {backend}: a job without an id")
-            cached = self._records.get(job_id)
-            if cached is not None:
-                records.append(cached)
-                continue
-            metrics = None
-            if self.config.max_job_metrics_per_poll > 0:
-                if budget <= 0:
-                    # Not returned incomplete: picked up by the next poll (floor kept below it).
-                    created = parse_timestamp(entry.get("created"))
-                    if created is not None:
-                        deferred_floor = created if deferred_floor is None else min(deferred_floor, created)
-                    continue
-                budget -= 1
-                metrics = self._call(f"metrics of job {job_id}", "job_metadata", job_id)
-            record = self._record(backend, entry, metrics if isinstance(metrics, dict) else None, now)
+            record = self._records.get(job_id)
             if record is None:
-                continue
-            self._remember(record)
+                metrics = None
+                if self.config.max_job_metrics_per_poll > 0:
+                    if budget <= 0:
+                        # Not returned incomplete: picked up by the next poll (floor kept below it).
+                        created = parse_timestamp(entry.get("created"))
+                        if created is not None:
+                            deferred_floor = created if deferred_floor is None else min(deferred_floor, created)
+                        continue
+                    budget -= 1
+                    metrics = self._call(f"metrics of job {job_id}", "job_metadata", job_id)
+                record = self._record(backend, entry, metrics if isinstance(metrics, dict) else None, now)
+                if record is None:
+                    continue
+                if not record.usage_pending:  # a pending one is read again next poll
+                    self._remember(record)
+            if record.billed_with:
+                sessions.setdefault(record.billed_with.removeprefix("session:"), []).append(record)
             records.append(record)
-        hints = [t for t in (oldest_pending, deferred_floor) if t is not None]
-        state.floor_hint = min(hints) if hints else None
-        state.primed = True
+        records += [self._session_charge(backend, sid, jobs, now) for sid, jobs in sessions.items()]
+        state.listed(oldest_pending, deferred_floor)
         return records
+
+    def oldest_unfinished(self, backend: str) -> float | None:
+        state = self._jobs_state.get(backend)
+        return None if state is None else state.oldest_unfinished
+
+    def probe_cost_usd(self, backend, usage_seconds, shots_per_circuit):
+        """Probes run in job mode: their quantum time at the plan's rate (None: unknown)."""
+        return billing.probe_cost(usage_seconds, self.config.billing)
 
     # --- instance usage ----------------------------------------------------------------------------
     def instance_usage(self) -> dict:
@@ -439,15 +388,22 @@ class IbmProvider(Provider):
         if limit is None:
             limit = _number(raw.get("usage_allocation_seconds"))
         remaining = _number(raw.get("usage_remaining_seconds"))
-        if remaining is None and limit is not None:
-            remaining = max(0.0, limit - (consumed or 0.0))
+        if remaining is None and limit is not None and consumed is not None:
+            remaining = max(0.0, limit - consumed)
+        # The period as the API serves it (and qiskit-ibm-runtime's fake client): an object
+        # usage_period {start_time, end_time}.
+        period = raw.get("usage_period") if isinstance(raw.get("usage_period"), dict) else {}
+        try:
+            start, end = parse_timestamp(period.get("start_time")), parse_timestamp(period.get("end_time"))
+        except (TypeError, ValueError):
+            raise provider_error("malformed", "instance usage: unreadable usage_period") from None
         return {
-            "consumed_seconds": consumed or 0.0,
+            "consumed_seconds": consumed,  # None when not reported: absent, never 0
             "limit_seconds": limit,
             "remaining_seconds": remaining,
             "limit_reached": bool(raw.get("usage_limit_reached", False)),
-            "period_start": parse_timestamp(raw.get("usage_period_start") or raw.get("period_start")),
-            "period_end": parse_timestamp(raw.get("usage_period_end") or raw.get("period_end")),
+            "period_start": start,
+            "period_end": end,
         }
 
     # --- probe execution -----------------------------------------------------------------------
@@ -623,15 +579,59 @@ class IbmProvider(Provider):
         if finished is None:
             finished = now  # no end time published: we saw it final by now (upper bound)
         queue, execution = durations_from_timestamps(created, running, finished)
-        usage = usage_seconds(entry, metrics)
-        if self.config.usd_per_qpu_second is not None:
-            cost = usage * self.config.usd_per_qpu_second
-        else:
-            cost = self._prices.ibm_job_cost(usage) or 0.0
-        return JobRecord(
+        job = JobRecord(
             provider=self.kind, backend=backend, job_id=str(entry["id"]), status=status,
             created_at=created, finished_at=finished, queue_seconds=queue, execution_seconds=execution,
-            usage_seconds=usage, cost_usd=cost, error_class=error_class(status, code),
+            usage_seconds=None, cost_usd=None, error_class=error_class(status, code),
+        )
+        sid = billing.session_id_of(entry)
+        if sid is not None and self._session_mode(sid):
+            # Session mode bills the session's active time, once: see _session_charge.
+            return replace(job, billed_with=f"session:{sid}")
+        # Job and batch mode bill the job's own quantum time.
+        usage, final = billing.job_usage(metrics)
+        expired = now - finished > self.config.usage_settle_timeout
+        charge = billing.charge(usage, final, self.config.billing, expired=expired, read=metrics is not None)
+        return replace(job, usage_seconds=charge.usage_seconds, cost_usd=charge.cost_usd,
+                       cost_unknown_reason=charge.reason, usage_pending=charge.pending)
+
+    def _session_mode(self, session_id: str) -> bool:
+        """Whether a session id is a session-mode session (else a batch); asked once each."""
+        mode = self._session_modes.get(session_id)
+        if mode is None:
+            mode = self._session_modes[session_id] = billing.is_session_mode(self._session_details(session_id))
+        return mode
+
+    def _session_details(self, session_id: str) -> dict:
+        """GET /sessions/{id} (mode, state, elapsed_time); kept once the session is closed."""
+        cached = self._sessions.get(session_id)
+        if cached is not None:
+            return cached
+        details = self._call(f"session {session_id}", "session_details", session_id)
+        if not isinstance(details, dict):
+            raise provider_error("malformed", f"session {session_id}: expected an object")
+        if billing.session_usage(details)[1]:
+            self._sessions[session_id] = details
+        return details
+
+    def _session_charge(self, backend: str, session_id: str, jobs: list[JobRecord], now: float) -> JobRecord:
+        """A session-mode session as one billing record (not a job): its active wall-clock
+        time at the plan's rate once it is closed; pending until then, for at most
+        usage_settle_timeout after its newest listed job finished. Created at its oldest
+        listed job, so the listing floor keeps reaching its jobs while it is pending."""
+        details = self._session_details(session_id)
+        usage, final = billing.session_usage(details)
+        expired = now - max(j.finished_at for j in jobs) > self.config.usage_settle_timeout
+        charge = billing.charge(usage, final, self.config.billing, expired=expired)
+        try:
+            closed = parse_timestamp(details.get("closed_at"))
+        except (TypeError, ValueError):
+            closed = None
+        return JobRecord(
+            provider=self.kind, backend=backend, job_id=f"session:{session_id}", status=JOB_DONE,
+            created_at=min(j.created_at for j in jobs), finished_at=closed or max(j.finished_at for j in jobs),
+            queue_seconds=None, execution_seconds=None, usage_seconds=charge.usage_seconds, cost_usd=charge.cost_usd,
+            cost_unknown_reason=charge.reason, usage_pending=charge.pending, counts_as_job=False,
         )
 
     def _remember(self, record: JobRecord) -> None:

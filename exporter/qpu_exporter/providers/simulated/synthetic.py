@@ -19,9 +19,9 @@ import zlib
 
 import numpy as np
 
-from ..model import CalibrationSnapshot, GateCalibration, Measurement, QubitCalibration
-from .fake_snapshots import load_snapshot, processor_name
-from .ibm_properties import parse_properties
+from ...model import CalibrationSnapshot, GateCalibration, Measurement, QubitCalibration
+from ..fake_snapshots import load_snapshot, processor_name
+from ..ibm.properties import parse_properties
 
 PREFIX = "synthetic_"
 # Spread between synthetic backends (log-normal sigma of the resampling factors), about the
