@@ -91,6 +91,8 @@ class Store:
         self.write_failures = 0
         self._counters: dict[CounterKey, float] = {}
         self._cursors: dict[tuple[str, str, str], float] = {}
+        # This instance's jobs with usage pending: (provider, backend, job_id) -> created_at.
+        self._pending: dict[tuple[str, str, str], float] = {}
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +158,7 @@ class Store:
                         select(cursors.c.provider, cursors.c.backend, cursors.c.name, cursors.c.value)
                         .where(cursors.c.instance == self.instance)):
                     self._cursors[(provider, backend, name)] = value
+                self._load_pending_usage(conn)
         for name, labels, value in own:
             self._counters[(name, _label_key_of(labels))] = value
         # Shared counters of the backends this instance has exported before (a shard does not
@@ -165,9 +168,10 @@ class Store:
             key = _label_key_of(labels)
             if _backend_of(key) in mine:
                 self._counters[(name, key)] = value
-        if before != after:
-            log.info("state schema upgraded", state=self.display, from_revision=before or "empty",
-                     to_revision=after)
+        if before is None:  # a new state: nothing to tell
+            log.debug("state created", state=self.display, revision=after)
+        elif before != after:
+            log.info("state schema upgraded", state=self.display, from_revision=before, to_revision=after)
 
     @contextlib.contextmanager
     def _tx(self, write: bool = False) -> Iterator[Connection]:
@@ -353,14 +357,23 @@ class Store:
             increments = [inc for j in new for inc in increments_of(j)]
             for j in new:
                 self._note_unknown_usage(conn, j)
-            if seen_again:
-                pending_usage = self._pending_usage(conn, seen_again)
-                for j in seen_again:
-                    if (j.provider, j.backend, j.job_id) in pending_usage and self._settle(conn, j):
-                        increments.extend(settled_increments_of(j))
+            with self._mem:
+                pending_now = set(self._pending)
+            settled = set()
+            for j in seen_again:
+                key = (j.provider, j.backend, j.job_id)
+                if key in pending_now and key not in settled and self._settle(conn, j):
+                    settled.add(key)
+                    increments.extend(settled_increments_of(j))
             pending = self._stage_counters(conn, increments)
         # Only after the commit succeeded does the in-memory view move forward.
         self._apply(pending)
+        with self._mem:
+            for j in new:
+                if j.usage_pending:
+                    self._pending[(j.provider, j.backend, j.job_id)] = j.created_at
+            for key in settled:
+                self._pending.pop(key, None)
         return new
 
     def _note_unknown_usage(self, conn: Connection, j: JobRecord) -> None:
@@ -373,14 +386,12 @@ class Store:
                                                    job_usage_unknown.c.backend, job_usage_unknown.c.job_id],
                                     set_=values))
 
-    def _pending_usage(self, conn: Connection, batch: list[JobRecord]) -> set[tuple[str, str, str]]:
-        """Which of these jobs this instance holds with their usage pending (few at any time)."""
+    def _load_pending_usage(self, conn: Connection) -> None:
         u = job_usage_unknown.c
-        out = set()
-        for provider, backend in {(j.provider, j.backend) for j in batch}:
-            out.update((provider, backend, job_id) for job_id in conn.execute(select(u.job_id).where(
-                u.instance == self.instance, u.provider == provider, u.backend == backend, u.state == "pending")).scalars())
-        return out
+        rows = conn.execute(select(u.provider, u.backend, u.job_id, u.created_at)
+                            .where(u.instance == self.instance, u.state == "pending")).all()
+        with self._mem:
+            self._pending = {(p, b, j): t for p, b, j, t in rows}
 
     def _settle(self, conn: Connection, j: JobRecord) -> bool:
         """Store the final usage of a job recorded as pending; False when it was not pending
@@ -399,11 +410,11 @@ class Store:
 
     def oldest_pending_usage(self, provider: str, backend: str) -> float | None:
         """Creation time of this instance's oldest job whose usage is still pending: job
-        listings must reach back to it until it settles."""
-        u = job_usage_unknown.c
-        with self._tx() as conn:
-            return conn.execute(select(func.min(u.created_at)).where(
-                u.instance == self.instance, u.provider == provider, u.backend == backend, u.state == "pending")).scalar()
+        listings must reach back to it until it settles. From memory (this instance is the
+        only writer of its pending state), so a poll needs no read when the database is away."""
+        with self._mem:
+            times = [t for (p, b, _j), t in self._pending.items() if p == provider and b == backend]
+        return min(times) if times else None
 
     def _bulk_insert(self, conn: Connection, table, rows: list[dict]) -> int:
         """INSERT ... ON CONFLICT DO NOTHING of many rows as one driver executemany: SQLAlchemy's
@@ -693,6 +704,8 @@ class Store:
                 conn.execute(delete(table).where(and_(table.c.instance.in_(gone), table.c.instance != SHARED)))
             conn.execute(delete(instances).where(instances.c.last_seen < older_than,
                                                  instances.c.instance != self.instance))
+        with self._tx() as conn:  # pending jobs pruned with their records are no longer awaited
+            self._load_pending_usage(conn)
         return a + b
 
 
