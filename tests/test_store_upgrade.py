@@ -21,7 +21,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "state_v1"
 
 def _released(path: Path) -> dict:
     """The fixture's contents, read with plain sqlite3 in the released schema."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)  # leaves no -shm/-wal beside the fixture
     try:
         return {
             "meta": dict(db.execute("SELECT key, value FROM meta")),
