@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -206,6 +207,7 @@ def failover(cluster, interval: float, trials: int) -> list[tuple[float, float]]
                     p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
