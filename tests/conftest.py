@@ -1,4 +1,4 @@
-"""Shared fixtures: free ports, a real exporter process, a real Prometheus.
+"""Shared fixtures: free ports, a real exporter process, a real Prometheus, a real Pushgateway.
 
 Waiting is always polling with a timeout, never a fixed sleep. In CI (CI=true) a missing
 Prometheus binary is a failure, not a skip.
@@ -63,7 +63,7 @@ def require_binary(name: str) -> str:
     if path:
         return path
     if os.environ.get("CI"):
-        pytest.fail(f"{name} is required in CI (apt-get install prometheus prometheus-alertmanager)")
+        pytest.fail(f"{name} is required in CI (apt-get install prometheus prometheus-alertmanager prometheus-pushgateway)")
     pytest.skip(f"{name} not installed")
 
 
@@ -180,6 +180,46 @@ def start_prometheus(tmp_path) -> Iterator[Callable[..., PrometheusProcess]]:
         procs.append(proc)
         wait_until(lambda: http_get(f"http://127.0.0.1:{port}/-/ready", timeout=2)[0] == 200, 60, "prometheus ready")
         return PrometheusProcess(proc, port)
+
+    yield start
+    for p in procs:
+        p.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=10)
+        if p.poll() is None:
+            p.kill()
+
+
+@dataclass
+class PushgatewayProcess:
+    proc: subprocess.Popen
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def metrics(self) -> str:
+        code, body, _ = http_get(self.url + "/metrics")
+        assert code == 200
+        return body.decode()
+
+
+@pytest.fixture
+def start_pushgateway(tmp_path) -> Iterator[Callable[[], PushgatewayProcess]]:
+    """Start the real Prometheus Pushgateway (Debian prometheus-pushgateway), in memory only."""
+    binary = require_binary("prometheus-pushgateway")
+    procs: list[subprocess.Popen] = []
+
+    def start() -> PushgatewayProcess:
+        port = free_port()
+        log = tmp_path / f"pushgateway-{len(procs)}.log"
+        # An empty persistence file keeps metrics in memory (the default writes under /var/lib).
+        proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        procs.append(proc)
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/-/ready", timeout=2)[0] == 200, 30, "pushgateway ready")
+        return PushgatewayProcess(proc, port)
 
     yield start
     for p in procs:
