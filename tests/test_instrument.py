@@ -283,3 +283,15 @@ def test_serve_and_promtool_check_metrics():
             assert exposed in names, name
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_numpy_counts_equal_qiskits_get_counts():
+    from qiskit.primitives.containers import BitArray
+
+    from qpu_exporter.instrument.qiskit_samplers import bit_counts
+
+    rng = np.random.default_rng(1)
+    for width in (1, 3, 8, 9, 16, 64, 65, 127):
+        bits = BitArray.from_bool_array(rng.random((2, 300, width)) < 0.3)
+        for i in range(2):
+            assert bit_counts(bits.array[i], bits.num_bits) == bits.get_counts(loc=i), width

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -149,10 +150,14 @@ class Instrumentation:
 
     def push(self, gateway: str, job: str | None = None, *, grouping_key: dict[str, str] | None = None,
              timeout: float = 10.0) -> bool:
-        """Replace this workload's group on a Prometheus Pushgateway (HTTP PUT) with the current
-        metrics. ``job`` defaults to the workload. Returns False (logged, counted) on failure."""
+        """Replace this process's group on a Prometheus Pushgateway (HTTP PUT) with the current
+        metrics. ``job`` defaults to the workload, ``grouping_key`` to ``{"instance": <host name>}``
+        so that runs on different hosts do not overwrite each other. Returns False (logged,
+        counted) on failure."""
         from prometheus_client import push_to_gateway
 
+        if grouping_key is None:
+            grouping_key = {"instance": socket.gethostname()}
         try:
             push_to_gateway(gateway, job=job or self.workload, registry=self.registry,
                             grouping_key=grouping_key, timeout=timeout)
