@@ -151,6 +151,16 @@ class PrometheusProcess:
         return data["data"]["result"]
 
 
+def terminate_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each process we started, SIGKILL after 10 s."""
+    for p in procs:
+        p.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=10)
+        if p.poll() is None:
+            p.kill()
+
+
 @pytest.fixture
 def start_prometheus(tmp_path) -> Iterator[Callable[..., PrometheusProcess]]:
     """Start the real Prometheus scraping the given targets every second."""
@@ -182,12 +192,7 @@ def start_prometheus(tmp_path) -> Iterator[Callable[..., PrometheusProcess]]:
         return PrometheusProcess(proc, port)
 
     yield start
-    for p in procs:
-        p.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=10)
-        if p.poll() is None:
-            p.kill()
+    terminate_all(procs)
 
 
 @dataclass
@@ -198,11 +203,6 @@ class PushgatewayProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def metrics(self) -> str:
-        code, body, _ = http_get(self.url + "/metrics")
-        assert code == 200
-        return body.decode()
 
 
 @pytest.fixture
@@ -222,12 +222,7 @@ def start_pushgateway(tmp_path) -> Iterator[Callable[[], PushgatewayProcess]]:
         return PushgatewayProcess(proc, port)
 
     yield start
-    for p in procs:
-        p.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=10)
-        if p.poll() is None:
-            p.kill()
+    terminate_all(procs)
 
 
 def run_cli(*args: str, input: str | None = None, timeout: float = 120, env: dict | None = None,
