@@ -295,3 +295,19 @@ def test_numpy_counts_equal_qiskits_get_counts():
         bits = BitArray.from_bool_array(rng.random((2, 300, width)) < 0.3)
         for i in range(2):
             assert bit_counts(bits.array[i], bits.num_bits) == bits.get_counts(loc=i), width
+
+
+def test_a_wrong_argument_fails_as_it_does_unwrapped():
+    plain_error = wrapped_error = None
+    try:
+        SamplerV2().run(bell(), shots=10)  # a circuit instead of a list of pubs
+    except Exception as exc:  # noqa: BLE001
+        plain_error = exc
+    inst = Instrumentation(W)
+    try:
+        inst.wrap(SamplerV2()).run(bell(), shots=10)
+    except Exception as exc:  # noqa: BLE001
+        wrapped_error = exc
+    assert plain_error is not None and type(wrapped_error) is type(plain_error)
+    assert str(wrapped_error) == str(plain_error)
+    assert metric(inst, "qpu_client_executions_total", **LOCAL, status="failed") == 1

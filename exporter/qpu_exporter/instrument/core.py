@@ -240,8 +240,6 @@ class Instrumentation:
             except KeyError:
                 pass
         sub.job_id = self._guard("submit", adapter.job_id, job)
-        self._describe(sub, args, kwargs)
-        self._count_retry(sub)
         original_result = job.result
 
         @functools.wraps(original_result)
@@ -257,7 +255,9 @@ class Instrumentation:
                 self._guard("result", self._record, sub, outcome)
             return value
 
-        job.result = result
+        job.result = result  # first: the job is recorded even if describing its circuits fails
+        self._describe(sub, args, kwargs)
+        self._count_retry(sub)
 
     def _submit_failed(self, sub: Submission, args: tuple, kwargs: dict) -> None:
         try:

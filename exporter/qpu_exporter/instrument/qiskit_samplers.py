@@ -54,6 +54,13 @@ def bit_counts(packed: np.ndarray, num_bits: int) -> dict[str, int]:
     return {format(value, f"0{num_bits}b"): int(n) for value, n in zip(keys, tally)}
 
 
+def _is_iterator(value: Any) -> bool:
+    try:
+        return value is not None and iter(value) is value
+    except TypeError:
+        return False
+
+
 def _is_ibm_backend(backend: Any) -> bool:
     try:
         from qiskit_ibm_runtime import IBMBackend
@@ -97,9 +104,11 @@ class SamplerAdapter(Adapter):
 
     # --- run(pubs, *, shots=None) -----------------------------------------------------------------
     def prepare(self, args: tuple, kwargs: dict):
-        if args:
+        # A one-shot iterator of pubs is read twice (by the SDK, then by circuits()): make it a
+        # list. Anything else reaches the SDK as it is, so a wrong argument fails the same way.
+        if args and _is_iterator(args[0]):
             args = (list(args[0]), *args[1:])
-        elif "pubs" in kwargs:
+        elif _is_iterator(kwargs.get("pubs")):
             kwargs = {**kwargs, "pubs": list(kwargs["pubs"])}
         if self.provider != "ibm":
             return args, kwargs, None
