@@ -190,3 +190,17 @@ def test_aws_task_that_fails_then_a_retry():
     assert edge.tasks[1]["params"]["tags"] == {"group": W}
     assert metric(inst, "qpu_client_retries_total", **GARNET) == 1
     assert metric(inst, "qpu_client_executions_total", **GARNET, status="ok") == 1
+
+
+def test_partial_measurement_in_braket_order_is_rekeyed_and_scored(tmp_path):
+    inst = Instrumentation(W)
+    inst.log_to(tmp_path / "runs.jsonl")
+    device = inst.wrap(LocalSimulator(), reference="ideal")
+    circuit = Circuit().x(0).h(1).cnot(0, 2).measure([2, 1])  # clbit 0 is qubit 2 (always 1), clbit 1 qubit 1
+    result = device.run(circuit, shots=200).result()
+    assert result.measured_qubits == [2, 1]
+    [line] = [json.loads(x) for x in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert line["counts"] == {k[::-1]: v for k, v in result.measurement_counts.items()}
+    assert set(line["counts"]) == {"01", "11"}
+    assert line["hellinger_fidelity"] == pytest.approx(hellinger_fidelity(
+        {k: v / 200 for k, v in line["counts"].items()}, {"01": 0.5, "11": 0.5}))
