@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import chi2, chi2_contingency
+from scipy.stats import chi2_contingency
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "exporter"))
 

@@ -12,7 +12,6 @@ import re
 import socket
 import sys
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
