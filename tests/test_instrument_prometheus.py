@@ -58,14 +58,17 @@ def _run_canary(gateway: str):
     bell.measure_all()
     isa = generate_preset_pass_manager(optimization_level=1, backend=backend, seed_transpiler=1).run(bell)
     sampler = inst.wrap(SamplerV2(mode=backend), reference="ideal")
+    device = inst.wrap(LocalSimulator(), reference="ideal")
     with pytest.raises(ValueError):
         sampler.run([isa], shots=0)
-    for _ in range(2):
+
+    def check() -> None:  # one round: the Bell check on both backends, then a push
         sampler.run([isa], shots=500).result()
-    device = inst.wrap(LocalSimulator(), reference="ideal")
-    device.run(Circuit().h(0).cnot(0, 1), shots=300).result()
-    assert inst.push(gateway, job="bell-canary")
-    return inst
+        device.run(Circuit().h(0).cnot(0, 1), shots=300).result()
+        assert inst.push(gateway, job="bell-canary")
+
+    check()
+    return inst, check
 
 
 def _query(port: int, promql: str) -> dict:
@@ -119,7 +122,11 @@ def test_pushed_runs_reach_prometheus_and_fill_the_runs_board(start_pushgateway,
     example: dict = {"__name__": "__main__"}
     exec(compile(docs_example(), str(DOC), "exec"), example)  # noqa: S102 - the documented example, as written
     qaoa = example["inst"]
-    canary = _run_canary(gateway.url)
+    canary, check_again = _run_canary(gateway.url)
+    # A second round once Prometheus has the first: rates (and latency quantiles) need counters
+    # that moved between two scrapes, however fast the first round was.
+    wait_until(lambda: _values(prom.port, 'qpu_client_shots_total{job="bell-canary"}'), 60, "the canary's first push")
+    check_again()
     host = socket.gethostname()
 
     lines = [json.loads(x) for x in (tmp_path / "qaoa-runs.jsonl").read_text().splitlines()]
