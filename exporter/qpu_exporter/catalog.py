@@ -88,6 +88,25 @@ _SPECS += [
 
 SPECS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
 
+# The instrumentation library's metrics (qpu_exporter.instrument, docs/instrument.md). Users'
+# own programs expose them (pushed to a Pushgateway or served by inst.serve()), never the
+# exporter; `circuit` is the circuit's name or fingerprint prefix, capped per workload.
+_WPB = ("workload", "provider", "backend")
+_CLIENT_SOURCE = "instrumentation library"
+_CLIENT_SPECS: list[MetricSpec] = [
+    MetricSpec("qpu_client_executions_total", "counter", _WPB + ("status",), "Jobs submitted through a wrapped sampler or device that finished: status ok (a result came back) or failed (submission or job failed).", _CLIENT_SOURCE),
+    MetricSpec("qpu_client_shots_total", "counter", _WPB, "Shots in the results of jobs that finished ok.", _CLIENT_SOURCE),
+    MetricSpec("qpu_client_execution_duration_seconds", "histogram", _WPB, "Wall time from submitting a job to its result returning to the user's code (queue and execution included), for jobs that finished ok.", _CLIENT_SOURCE),
+    MetricSpec("qpu_client_retries_total", "counter", _WPB, "Submissions that resubmit a circuit (same fingerprint) whose previous submission failed.", _CLIENT_SOURCE),
+    MetricSpec("qpu_client_calibration_age_seconds", "gauge", _WPB, "Age of the backend's calibration when the latest job was submitted; absent where the backend publishes no calibration time (local simulators).", _CLIENT_SOURCE),
+    MetricSpec("qpu_client_last_execution_timestamp_seconds", "gauge", _WPB, "Unix time the latest job's result (or failure) came back.", _CLIENT_SOURCE),
+    MetricSpec("qpu_client_hellinger_fidelity_ratio", "gauge", _WPB + ("circuit",), "Hellinger fidelity of the circuit's latest output distribution to its reference (metadata expected, or the ideal distribution by exact simulation).", _CLIENT_SOURCE),
+    MetricSpec("qpu_client_run_to_run_hellinger_fidelity_ratio", "gauge", _WPB + ("circuit",), "Hellinger fidelity between the latest and the previous output distribution of the same circuit (fingerprint) on the same backend: run-to-run stability, shot noise included.", _CLIENT_SOURCE),
+    MetricSpec("qpu_client_hellinger_fidelity_objective_ratio", "gauge", ("workload",), "The workload's declared fidelity objective (Instrumentation(fidelity_objective=...)); the QPUWorkloadFidelityBelowObjective alert compares against it.", _CLIENT_SOURCE),
+    MetricSpec("qpu_client_instrumentation_errors_total", "counter", ("workload", "stage"), "Failures inside the instrumentation (stage submit, result, reference, calibration, log, push); the user's run is never affected.", _CLIENT_SOURCE),
+]
+CLIENT_SPECS: dict[str, MetricSpec] = {s.name: s for s in _CLIENT_SPECS}
+
 
 def qubit_metric_name(quantity: str) -> str:
     unit = QUBIT_QUANTITIES[quantity][0]
@@ -111,7 +130,21 @@ def render_markdown() -> str:
         "| metric | type | labels | meaning | source |",
         "|---|---|---|---|---|",
     ]
-    for s in _SPECS:
-        labels = ", ".join(f"`{x}`" for x in s.labels) or "-"
-        lines.append(f"| `{s.name}` | {s.type} | {labels} | {s.help} | {s.source} |")
+    lines += _table_rows(_SPECS)
+    lines += [
+        "",
+        "## Instrumentation library (`qpu_client_*`)",
+        "",
+        "Exposed by users' own programs through `qpu_exporter.instrument` (pushed to a Pushgateway",
+        "or served by `inst.serve()`), not by the exporter; see docs/instrument.md.",
+        "",
+        "| metric | type | labels | meaning | source |",
+        "|---|---|---|---|---|",
+    ]
+    lines += _table_rows(_CLIENT_SPECS)
     return "\n".join(lines) + "\n"
+
+
+def _table_rows(specs: list[MetricSpec]) -> list[str]:
+    return [f"| `{s.name}` | {s.type} | {', '.join(f'`{x}`' for x in s.labels) or '-'} | {s.help} | {s.source} |"
+            for s in specs]

@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     rbfit = sub.add_parser("rb-fit", help="fit randomized-benchmarking counts given as JSON")
     rbfit.add_argument("file", help="JSON document ('-' for stdin); see docs/rb.md")
 
+    cmp_ = sub.add_parser("compare", help="A/B test: do two count distributions differ? (exit 1 when they do)")
+    cmp_.add_argument("a", metavar="A.json", help='counts of the first run: {"counts": {"00": 512, "11": 488}}')
+    cmp_.add_argument("b", metavar="B.json", help="counts of the second run, same format")
+    cmp_.add_argument("--alpha", type=float, default=0.05,
+                      help="significance level; also sets the Hellinger interval's level 1 - alpha (default 0.05)")
+
     hist = sub.add_parser("export-history", help="write the stored calibration history as backtest CSV")
     hist.add_argument("--config", help="config whose state to read (state_path or state_url; or set QPU_EXPORTER_STATE_PATH/_URL)")
     hist.add_argument("--provider")
@@ -108,6 +114,8 @@ def _main(argv: list[str] | None) -> int:
         return _rb_fit(args)
     if args.command == "export-history":
         return _export_history(args)
+    if args.command == "compare":
+        return _compare(args)
     if args.command in ("probe", "check"):
         from .probes.cli import check_command, probe_command
 
@@ -206,6 +214,36 @@ def _rb_fit(args) -> int:
     json.dump(result, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
+
+
+def _compare(args) -> int:
+    """Exit 1 when the two distributions differ at --alpha, 0 when not, 2 on bad input."""
+    import json
+    import math
+
+    from .homogeneity import CountsError, compare_counts, parse_counts, width
+
+    if not (0 < args.alpha < 1) or math.isnan(args.alpha):
+        return _fail(f"--alpha {args.alpha:g}: must be between 0 and 1")
+    counts = []
+    for path in (args.a, args.b):
+        try:
+            doc = json.loads(_read_input(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            return _fail(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+        except json.JSONDecodeError as exc:
+            return _fail(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}")
+        try:
+            counts.append(parse_counts(doc))
+        except CountsError as exc:
+            return _fail(f"{path}: {exc}")
+    width_a, width_b = (width(c) for c in counts)
+    if width_a != width_b:
+        return _fail(f"{args.b}: outcomes have {width_b} bits but those of {args.a} have {width_a}")
+    result = compare_counts(counts[0], counts[1], alpha=args.alpha)
+    json.dump(result, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 1 if result["different"] else 0
 
 
 def _open_state(config_path):
