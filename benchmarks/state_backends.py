@@ -41,10 +41,10 @@ sys.path.insert(0, str(REPO / "tests"))
 from pgcluster import new_cluster  # noqa: E402
 
 from qpu_exporter.aggregates import job_increments  # noqa: E402
-from qpu_exporter.config import SimulatedProviderConfig  # noqa: E402
+from qpu_exporter.providers.simulated.config import SimulatedProviderConfig  # noqa: E402
 from qpu_exporter.probes.budget import WINDOW_SECONDS  # noqa: E402
 from qpu_exporter.providers.fake_snapshots import DEFAULT_FLEET  # noqa: E402
-from qpu_exporter.providers.simulated import SimulatedProvider  # noqa: E402
+from qpu_exporter.providers.simulated.provider import SimulatedProvider  # noqa: E402
 from qpu_exporter.quality import validate_snapshot  # noqa: E402
 from qpu_exporter.scheduler import JOBS_OVERLAP_SECONDS  # noqa: E402
 from qpu_exporter.store import Store  # noqa: E402
