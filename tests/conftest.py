@@ -1,4 +1,5 @@
-"""Shared fixtures: free ports, a real exporter process, a real Prometheus, a real Pushgateway.
+"""Shared fixtures: free ports, a real exporter process, a real Prometheus, a real Pushgateway,
+a real PostgreSQL.
 
 Waiting is always polling with a timeout, never a fixed sleep. In CI (CI=true) a missing
 Prometheus binary is a failure, not a skip.
@@ -245,3 +246,55 @@ def sample(text: str, name: str, **labels) -> float | None:
         if n == name and all(lab.get(k) == v for k, v in labels.items()):
             return value
     return None
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres():
+    """One throw-away PostgreSQL cluster for the session (pgcluster.py), stopped at the end.
+    In CI a missing server is a failure, not a skip."""
+    from pgcluster import bindir, new_cluster
+
+    if bindir() is None:
+        require_binary("initdb")
+    cluster = new_cluster()
+    yield cluster
+    cluster.remove()
+
+
+@dataclass
+class StateTarget:
+    """Where a test's state lives: a SQLite file or a fresh PostgreSQL database."""
+
+    target: str
+    password: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if "://" in self.target else "sqlite"
+
+    def store(self, **kw):
+        from qpu_exporter.store import Store
+
+        return Store(self.target, password=self.password, **kw)
+
+    def env(self) -> dict[str, str]:
+        """An exporter process's environment for this state (password from the environment)."""
+        if self.kind == "sqlite":
+            return {"QPU_EXPORTER_STATE_PATH": self.target}
+        return {"QPU_EXPORTER_STATE_PATH": "", "QPU_EXPORTER_STATE_URL": self.target,
+                "QPU_EXPORTER_STATE_PASSWORD": self.password or ""}
+
+
+@pytest.fixture
+def pg_state(postgres) -> StateTarget:
+    """A new empty database of the session cluster, for this test alone."""
+    return StateTarget(postgres.create_database(), postgres.password)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request, tmp_path) -> StateTarget:
+    """The same test on both engines."""
+    if request.param == "sqlite":
+        return StateTarget(str(tmp_path / "state.db"))
+    return request.getfixturevalue("pg_state")

@@ -1,6 +1,6 @@
 """Jobs whose usage is not final when first seen: counted as jobs at once, their usage and
 cost exactly once when final, across restarts; costs that cannot be known are counted as
-unknown, never as 0."""
+unknown, never as 0. On both engines (the ``state`` fixture)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def _record(store: Store, jobs, now: float = 2000.0):
     return store.record_jobs(jobs, job_increments, now, usage_increments)
 
 
-def test_pending_usage_settles_once_and_survives_a_restart(tmp_path):
-    store = Store(tmp_path / "s.db")
+def test_pending_usage_settles_once_and_survives_a_restart(state):
+    store = state.store()
     assert _record(store, [_job("a", created_at=900.0), _job("b")])
     assert _count(store, "qpu_jobs_total") == 2
     assert _count(store, "qpu_job_usage_seconds_total") == 0 and _count(store, "qpu_cost_usd_total") == 0
@@ -38,7 +38,7 @@ def test_pending_usage_settles_once_and_survives_a_restart(tmp_path):
     assert _count(store, "qpu_job_usage_seconds_total") == 0
     store.close()
 
-    store = Store(tmp_path / "s.db")  # a restart: the pending state is in the file
+    store = state.store()  # a restart: the pending state is in the file
     assert store.oldest_pending_usage("ibm", "ibm_fez") == 900.0
     final = _job("a", created_at=900.0, usage_seconds=7.0, cost_usd=11.2, usage_pending=False)
     assert _record(store, [final]) == []  # not a new job ...
@@ -57,8 +57,8 @@ def test_pending_usage_settles_once_and_survives_a_restart(tmp_path):
     store.close()
 
 
-def test_unknown_cost_is_counted_not_added_as_zero(tmp_path):
-    store = Store(tmp_path / "s.db")
+def test_unknown_cost_is_counted_not_added_as_zero(state):
+    store = state.store()
     known = _job("k", usage_pending=False, usage_seconds=3.0, cost_usd=4.8)
     unpriced = _job("u", usage_pending=False, usage_seconds=None, cost_unknown_reason="unpriced_device")
     in_session = _job("s", usage_pending=False, billed_with="session:x")  # billed by its session

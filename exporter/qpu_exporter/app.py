@@ -16,8 +16,10 @@ from .logs import get_logger
 from .exposition import CalibrationCache, Renderer, families
 from .providers.factory import build_providers
 from .scheduler import Poller, Scheduler
+from .probes.shared import FOLLOW_SECONDS, SharedProbes
 from .server import HTTPServers
-from .store import Store
+from .sharding import parse_shard
+from .store import StateError, Store
 from .view import FleetView
 from .websecurity import WebConfig
 
@@ -50,12 +52,19 @@ class Exporter:
     def __init__(self, config: Config, listen: tuple[str, int] | list[tuple[str, int]], web: WebConfig | None = None,
                  telemetry_path: str = "/metrics"):
         self.config = config
-        self.store = Store(config.state_path)
+        self.store = Store.from_config(config)
+        try:
+            self.store.claim_instance()  # two exporters with one instance name would share counters
+        except StateError:
+            self.store.close()
+            raise
         # The simulated fleet's origin is persisted so a restart continues the same history.
         self.origin = origin = float(self.store.meta_default("simulation_origin", repr(time.time())))
         self.providers = build_providers(config, origin=origin)
         self.view = FleetView()
-        self.drift = DriftFeed(config.drift.settings(), self.store)
+        # A shard shows only its own backends, also from state other exporters share.
+        self.owns = parse_shard(config.shard).owns if config.shard else None
+        self.drift = DriftFeed(config.drift.settings(), self.store, owns=self.owns)
         self._calibration_cache: CalibrationCache = {}  # only the renderer thread uses it
         self.reloader = None  # set by the CLI (reload.Reloader): SIGHUP and POST /-/reload
         build = partial(self._families, version=__version__, revision=revision())
@@ -79,8 +88,10 @@ class Exporter:
         # Detector state is saved every 30 s and at shutdown: a crash loses at most 30 s of
         # detector updates, never the baseline.
         self.scheduler.every(30.0, self.drift.save, "save-drift-state")
+        self.scheduler.every(30.0, self.store.keep_instance_claim, "state-instance-claim")
         if self.probes is not None:  # the rolling budget window frees budget as time passes
             self.scheduler.every(60.0, self.probes.refresh_budget, "probe-budget")
+            self.scheduler.every(FOLLOW_SECONDS, self.shared_probes.follow, "probe-follow")
 
     def stop_polling(self) -> None:
         self.scheduler.shutdown(wait=False)
@@ -110,7 +121,10 @@ class Exporter:
             return self.view.copy().calibration.get((provider.kind, backend)) or provider.calibration(backend)
 
         feed = ProbeFeed()
-        feed.load(self.store.latest_probe_results())
+        # Results of probes any exporter on this database ran: now, and as they are recorded.
+        self.shared_probes = SharedProbes(self.store, feed, on_probe_value=self.drift.on_probe, owns=self.owns,
+                                          on_change=self.view.touch)
+        self.shared_probes.load()
         return ProbeRunner(self.providers, self.store, self.config.probes, status_of=status_of,
                            calibration_of=calibration_of, feed=feed, on_probe_value=self.drift.on_probe,
                            on_change=self.view.touch)
@@ -123,8 +137,9 @@ class Exporter:
         self.renderer.start()
         self.http.serve_in_thread()
         self.start_polling()
-        log.info("serving", address=",".join(self.http.addresses), state_path=str(self.config.state_path),
-                 providers=",".join(p.kind for p in self.providers), tls=self.http.web.tls_enabled)
+        log.info("serving", address=",".join(self.http.addresses), state=self.store.display,
+                 instance=self.store.instance, providers=",".join(p.kind for p in self.providers),
+                 tls=self.http.web.tls_enabled)
 
     def stop(self) -> None:
         """Stop accepting work, let in-flight polls finish briefly, flush state."""

@@ -32,7 +32,7 @@ _SPECS: list[MetricSpec] = [
     MetricSpec("qpu_exporter_collector_errors_total", "counter", _COLL + ("kind",), "Failed polls by error class (timeout, http_5xx, rate_limited, auth, malformed, ...).", "scheduler"),
     MetricSpec("qpu_exporter_config_last_reload_successful", "gauge", (), "1 when the last config reload (SIGHUP or POST /-/reload) was applied; 0 when it was refused and the running config kept. 1 after start.", "reload"),
     MetricSpec("qpu_exporter_config_last_reload_success_timestamp_seconds", "gauge", (), "Unix time the running config was loaded (start or last successful reload).", "reload"),
-    MetricSpec("qpu_exporter_state_write_failures_total", "counter", (), "Writes to the state file that failed; the exporter keeps serving from memory.", "store"),
+    MetricSpec("qpu_exporter_state_write_failures_total", "counter", (), "Writes to the state (file or database) that failed; the exporter keeps serving from memory.", "store"),
     MetricSpec("qpu_data_quality_rejections_total", "counter", _PB + ("check",), "Provider values rejected by a data-quality check (out_of_range, stale, t2_exceeds_2t1, zero_error, unknown_unit, unknown_field: a field or fidelity type the parser does not use) and not exported.", "quality checks"),
     MetricSpec("qpu_backend_info", "gauge", _PB + ("num_qubits", "processor"), "Static backend metadata; value 1.", "provider backend list"),
     MetricSpec("qpu_backend_up", "gauge", _PB, "1 when the provider reports the backend operational / online.", "provider status"),

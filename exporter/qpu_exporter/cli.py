@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="significance level; also sets the Hellinger interval's level 1 - alpha (default 0.05)")
 
     hist = sub.add_parser("export-history", help="write the stored calibration history as backtest CSV")
-    hist.add_argument("--config", help="config whose state_path to read (or set QPU_EXPORTER_STATE_PATH)")
+    hist.add_argument("--config", help="config whose state to read (state_path or state_url; or set QPU_EXPORTER_STATE_PATH/_URL)")
     hist.add_argument("--provider")
     hist.add_argument("--backend")
     hist.add_argument("--since", type=float, help="unix seconds")
@@ -73,15 +73,21 @@ def _parser() -> argparse.ArgumentParser:
         pr.add_argument("--qubits", help="a qubit or a native pair, e.g. 3 or 3,4 (default: the configured targets)")
         pr.add_argument("--interleaved", choices=["sx", "x", "ecr", "cz", "cx"], help="interleaved-RB gate")
         pr.add_argument("--provider", help="provider kind, when two providers share a backend name")
-        pr.add_argument("--config", help="YAML config (its state_path holds the budget ledger)")
+        pr.add_argument("--config", help="YAML config (its state holds the budget ledger)")
         if name == "check":
             pr.add_argument("--max-epc", dest="max_epc", type=float, required=True, help="fail above this EPC")
 
     rep = sub.add_parser("report", help="render PNG plots from the state file (no Grafana needed)")
     rep.add_argument("--out", required=True, help="directory for the PNG files")
-    rep.add_argument("--config", help="config whose state_path and drift settings to use")
+    rep.add_argument("--config", help="config whose state and drift settings to use")
     rep.add_argument("--backend", help="backend for the T1 plot (default: the one whose qubit moved most)")
     rep.add_argument("--qubit", type=int, help="qubit for the T1 plot (with --backend)")
+
+    mig = sub.add_parser("migrate-state", help="copy a SQLite state file into an empty PostgreSQL database")
+    mig.add_argument("--from", dest="source", required=True, metavar="FILE", help="the SQLite state file (state_path)")
+    mig.add_argument("--to", dest="target", required=True, metavar="URL",
+                     help="postgresql://user@host:port/database, empty (password: QPU_EXPORTER_STATE_PASSWORD, "
+                          "PGPASSWORD or a libpq password file)")
 
     docs = sub.add_parser("docs", help="print generated documentation")
     docs.add_argument("what", choices=["metrics"])
@@ -116,6 +122,8 @@ def _main(argv: list[str] | None) -> int:
         return probe_command(args) if args.command == "probe" else check_command(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "migrate-state":
+        return _migrate_state(args)
     if args.command == "docs":
         from .catalog import render_markdown
 
@@ -244,9 +252,9 @@ def _open_state(config_path):
     from .store import StateError, Store
 
     config = load_config(config_path)
-    if not config.state_path.exists():
+    if config.state_url is None and not config.state_path.exists():
         raise StateError(f"state file {config.state_path} does not exist")
-    return config, Store(config.state_path)
+    return config, Store.from_config(config)
 
 
 def _report(args) -> int:
@@ -303,6 +311,20 @@ def _export_history(args) -> int:
             prefix = "" if args.backend else f"{provider}/{backend}/"
             out.writerow([repr(measured_at), prefix + series_name(quantity, target), repr(value)])
     store.close()
+    return 0
+
+
+def _migrate_state(args) -> int:
+    from .store import StateError
+    from .store.copy import migrate_state
+    from .store.engine import parse_target
+
+    try:
+        copied = migrate_state(args.source, args.target, os.environ.get("QPU_EXPORTER_STATE_PASSWORD") or None)
+    except StateError as exc:
+        return _fail(str(exc))
+    where = parse_target(args.target)[0].display
+    print(f"copied {args.source} into {where}: " + ", ".join(f"{n} {table}" for table, n in copied.items()))
     return 0
 
 

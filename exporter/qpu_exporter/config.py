@@ -3,8 +3,10 @@
 Every error is reported as one line naming the key path and the problem
 (``ConfigError``); the CLI turns it into exit code 2. Secrets never come from the YAML in
 clear: IBM tokens come from ``QISKIT_IBM_TOKEN`` or a token file, AWS credentials from
-the standard AWS chain. A few settings can be overridden from the environment
-(``QPU_EXPORTER_STATE_PATH``) so containers need no config edit.
+the standard AWS chain; the state database's password from ``QPU_EXPORTER_STATE_PASSWORD``,
+``PGPASSWORD`` or a libpq password file. A few settings can be overridden from the environment
+(``QPU_EXPORTER_STATE_PATH``, ``QPU_EXPORTER_STATE_URL``, ``QPU_EXPORTER_INSTANCE``) so
+containers need no config edit.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class ConfigError(Exception):
 
 
 _Strict = Strict
+
+
+_INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _provider_union() -> Any:
@@ -138,6 +143,12 @@ class Config(_Strict):
     cost: CostConfig = Field(default_factory=CostConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     state_path: Path = Path("./qpu-exporter.db")
+    # PostgreSQL instead of the state_path file, shareable by replicas and shards (docs/state.md).
+    # Never with a password in the file: see load_config.
+    state_url: str | None = None
+    # This exporter's name among those sharing one database: its job records and counters are
+    # its own. Default: the host name on PostgreSQL, "default" on SQLite.
+    instance: str | None = None
     # "i/N": this instance polls only the backends whose stable hash falls in shard i of N
     # (0 <= i < N), so N instances split a fleet with no overlap and no gap (--shard).
     shard: str | None = None
@@ -150,6 +161,28 @@ class Config(_Strict):
 
             parse_shard(value)  # raises ValueError naming the problem
         return value
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .store.engine import parse_target
+
+            if "://" not in value:
+                raise ValueError("not a URL of the form postgresql://user@host:port/database")
+            parse_target(value)  # raises ValueError naming the problem
+        return value
+
+    @field_validator("instance")
+    @classmethod
+    def _instance_name(cls, value: str | None) -> str | None:
+        if value is not None and not _INSTANCE.fullmatch(value):
+            raise ValueError(f"invalid instance name {value!r} (letters, digits, '.', '_', '-'; at most 128)")
+        return value
+
+    def state_target(self) -> str | Path:
+        """Where the state lives: the state_url when one is set, else the state_path file."""
+        return self.state_url or self.state_path
 
     @field_validator("providers")
     @classmethod
@@ -181,6 +214,20 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return line.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _check_state_keys(data: dict, source: str) -> None:
+    url = data.get("state_url")
+    if "state_url" in data and "state_path" in data and url is not None:
+        raise ConfigError(f"{source}: state_url: give state_path (SQLite) or state_url (PostgreSQL), not both")
+    if isinstance(url, str):
+        from .store.engine import url_password
+
+        if url_password(url):
+            raise ConfigError(
+                f"{source}: state_url: a password in the config file is refused; give it in "
+                f"QPU_EXPORTER_STATE_PASSWORD, PGPASSWORD or a libpq password file"
+            )
+
+
 def load_config(path: str | Path | None) -> Config:
     """Load and validate; raise ConfigError with one line. None gives the default fleet."""
     if path is None:
@@ -207,9 +254,15 @@ def load_config(path: str | Path | None) -> Config:
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: top level must be a mapping of keys, not {type(data).__name__}")
+    _check_state_keys(data, source)
     env_state = os.environ.get("QPU_EXPORTER_STATE_PATH")
     if env_state:
         data = {**data, "state_path": env_state}
+    # A URL from the environment (a Kubernetes Secret, say) may carry the password; one in a
+    # file may not. Set, it is used instead of the state_path file.
+    for env, key in (("QPU_EXPORTER_STATE_URL", "state_url"), ("QPU_EXPORTER_INSTANCE", "instance")):
+        if os.environ.get(env):
+            data = {**data, key: os.environ[env]}
     try:
         return Config.model_validate(data)
     except ValidationError as err:

@@ -24,9 +24,10 @@ from .logs import get_logger
 
 log = get_logger(__name__)
 
-# Top-level keys a running exporter cannot take over: where state lives, which shard of the
-# fleet this instance owns, and the drift detectors' design (their state was built for it).
-RESTART_ONLY = ("state_path", "shard", "drift")
+# Top-level keys a running exporter cannot take over: where state lives and under which
+# instance name, which shard of the fleet this instance owns, and the drift detectors' design
+# (their state was built for it).
+RESTART_ONLY = ("state_path", "state_url", "instance", "shard", "drift")
 
 
 class ReloadError(Exception):

@@ -14,7 +14,6 @@ jitter (capped), keeps its last good data in the view, and is visible through
 from __future__ import annotations
 
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from .logs import get_logger
 from .providers.base import Provider, ProviderError
 from .quality import validate_snapshot
 from .sharding import Shard, parse_shard
-from .store import Store
+from .store import StorageError, Store
 from .view import CollectorHealth, FleetView
 
 log = get_logger("qpu_exporter.poll")
@@ -126,7 +125,10 @@ class Poller:
             infos = [i for i in infos if self.shard.owns(i.provider, i.backend)]
         for info in infos:
             self.view.set_backend(info)
-            cached = self.store.latest_calibration(info.provider, info.backend)
+            try:
+                cached = self.store.latest_calibration(info.provider, info.backend)
+            except StorageError:
+                cached = None  # the database is away: the first poll fills the view instead
             if cached is not None:  # serve the last good data at once after a restart
                 self.view.set_calibration((info.provider, info.backend), cached)
         # A reload may have removed backends: stop serving what the provider no longer lists.
@@ -237,7 +239,7 @@ class Poller:
         log it and return None instead of failing the poll."""
         try:
             return fn(*args)
-        except sqlite3.Error as exc:
+        except StorageError as exc:
             self.store.note_write_failure()
             self.view.touch()
             log.error("state write failed; serving from memory", what=what, error=str(exc))
