@@ -30,8 +30,8 @@ from qpu_exporter.exposition import Renderer, families, workload_config_families
 from qpu_exporter.config import Config
 from qpu_exporter.model import JOB_DONE, JOB_FAILED, BackendInfo, BackendStatus, JobRecord
 from qpu_exporter.providers.fake_snapshots import DEFAULT_FLEET
-from qpu_exporter.providers.simulated import SimulatedProvider
-from qpu_exporter.providers.synthetic import synthetic_fleet
+from qpu_exporter.providers.simulated.provider import SimulatedProvider
+from qpu_exporter.providers.simulated.synthetic import synthetic_fleet
 from qpu_exporter.server import ExporterHTTPServer
 from qpu_exporter.store import Store
 from qpu_exporter import textformat

@@ -64,7 +64,7 @@ def _test_cases() -> list[dict]:
 def test_every_concern_is_rendered():
     assert [p.name for p in RULE_FILES] == sorted(
         ["backend.yml", "calibration.yml", "drift.yml", "probes.yml", "jobs.yml", "cost.yml", "exporter.yml",
-         "workloads.yml"]
+         "runs.yml", "workloads.yml"]
     )
 
 
@@ -113,7 +113,7 @@ def test_alert_labels_and_annotations():
         if name not in ALWAYS_FIRING:
             assert "{{" in annotations["description"], f"{name}: description shows no value or label"
         if "dashboard_url" in annotations:
-            assert re.search(r"/d/qpu-(executive|oncall|qubit|workloads)\b", annotations["dashboard_url"]), name
+            assert re.search(r"/d/qpu-(executive|oncall|qubit|workloads|runs)\b", annotations["dashboard_url"]), name
 
 
 def test_runbooks_match_alerts():

@@ -91,9 +91,23 @@ def test_resolution_untagged_kept_overflow_reserved_and_ambiguous():
     assert book.resolve([("team", "AKIAIOSFODNN7EXAMPLE")]) == (OTHER, LOOKS_SECRET)
     assert book.resolve([("Team", "chem2")]) == (UNTAGGED, "")  # keys match exactly, as AWS tags do
     assert book.kept() == ["finance", "chem"]
-    assert book.unsaved() == ["finance", "chem"]
-    book.saved(["finance"])
-    assert book.unsaved() == ["chem"]
+
+
+def test_admission_against_a_shared_kept_set():
+    """With a store the kept set is the state's: the book asks it about config-named values not
+    yet saved and values it does not know, and admits those while the set has room."""
+    book = WorkloadBook("team", max_values=2, configured=["finance"])
+    candidates = [book.candidate([("team", v)]) for v in ("chem", "ml", "finance", "chem")]
+    candidates += [book.candidate([("team", "x" * 80)]), book.candidate([])]
+    assert book.wanted(candidates) == ["finance", "chem", "ml"]
+    assert book.admit([], book.wanted(candidates)) == ["finance", "chem"]
+    # Another exporter filled the set first: the config-named value is still kept, chem is not.
+    assert book.admit(["qa", "chem2"], book.wanted(candidates)) == ["finance"]
+    assert book.label(candidates[0], {"qa", "chem2", "finance"}) == (OTHER, OVERFLOW)
+    assert book.label(candidates[0], {"chem"}) == ("chem", "")
+    assert book.label(candidates[4], set()) == (OTHER, TOO_LONG)
+    book.adopt(["qa", "finance"])  # after the commit: known, saved, nothing more to ask
+    assert book.kept() == ["finance", "qa"] and book.wanted([book.candidate([("team", "qa")])]) == []
 
 
 def test_a_kept_value_stays_kept_after_max_shrinks():
@@ -208,9 +222,11 @@ def test_kept_values_survive_a_restart_and_keep_their_labels(tmp_path):
     store.close()
 
 
-def test_a_failed_transaction_keeps_the_new_value_pending(tmp_path):
+def test_a_failed_transaction_keeps_nothing(tmp_path):
+    """A value is kept only with the jobs that brought it: a failed transaction leaves neither
+    the state nor the book's cache changed, and the next one decides again."""
     store = Store(tmp_path / "s.db")
-    book = WorkloadBook("team", max_values=5)
+    book = WorkloadBook("team", max_values=5, configured=["finance"])
     rng = random.Random(2)
 
     def broken(job, workload, rejected):
@@ -218,29 +234,41 @@ def test_a_failed_transaction_keeps_the_new_value_pending(tmp_path):
 
     with pytest.raises(sqlite3.OperationalError):
         store.record_jobs([_job(0, rng, tags=(("team", "chem"),))], broken, 1.0, workloads=book)
-    assert store.kept_workloads() == [] and book.unsaved() == ["chem"] and store.job_count() == 0
+    assert store.kept_workloads() == [] and store.job_count() == 0
+    assert book.kept() == ["finance"] and book.wanted([]) == ["finance"]  # still to be saved
     store.record_jobs([_job(1, rng, tags=(("team", "ml"),))], job_increments, 2.0, workloads=book)
-    assert store.kept_workloads() == ["chem", "ml"] and book.unsaved() == []
+    assert store.kept_workloads() == ["finance", "ml"] and book.wanted([]) == []
     store.close()
 
 
-def test_an_older_state_file_gains_the_workload_column(tmp_path):
+def test_a_state_of_the_previous_revision_gains_the_kept_set(tmp_path):
+    """A state at revision 0002 (jobs already have a workload column, nothing is kept yet) is
+    upgraded: its jobs stay, count as jobs, and new jobs store their workload."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import create_engine
+
+    from qpu_exporter.store import schema
+
     path = tmp_path / "old.db"
-    Store(path).close()
-    db = sqlite3.connect(path)
-    db.executescript("DROP TABLE jobs; CREATE TABLE jobs (provider TEXT NOT NULL, backend TEXT NOT NULL, "
-                     "job_id TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, finished_at REAL NOT NULL, "
-                     "queue_seconds REAL, execution_seconds REAL, usage_seconds REAL NOT NULL, cost_usd REAL NOT NULL, "
-                     "error_class TEXT NOT NULL, recorded_at REAL NOT NULL, PRIMARY KEY (provider, backend, job_id));"
-                     "INSERT INTO jobs VALUES ('sim','b1','old',"
-                     "'done',1,2,NULL,NULL,1,1,'',1);")
-    db.close()
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(schema.MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        conn.exec_driver_sql("INSERT INTO jobs VALUES ('default','sim','b1','old','done',1,2,NULL,NULL,1,1,'',1,NULL)")
+    engine.dispose()
     store = Store(path)
     rng = random.Random(3)
-    job = _job(7, rng, tags=(("team", "chem"),))
-    job = JobRecord(**{**{f: getattr(job, f) for f in job.__slots__}, "usage_seconds": 1.0, "cost_usd": 1.0})
-    store.record_jobs([job], job_increments, 1.0, workloads=WorkloadBook("team", 5))
-    assert dict(sqlite3.connect(path).execute("SELECT job_id, workload FROM jobs")) == {"old": None, "j7": "chem"}
+    store.record_jobs([_job(7, rng, tags=(("team", "chem"),))], job_increments, 1.0,
+                      workloads=WorkloadBook("team", 5))
+    db = sqlite3.connect(path)
+    assert {j: (w, bool(c)) for j, w, c in db.execute("SELECT job_id, workload, counts_as_job FROM jobs")} == {
+        "old": (None, True), "j7": ("chem", True)}
+    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(schema.HEAD,)]
+    db.close()
+    assert store.kept_workloads() == ["chem"]
     store.close()
 
 
@@ -362,8 +390,8 @@ def test_the_contract_example_and_the_demo_default(tmp_path):
 
 def test_report_draws_cost_and_success_per_workload(tmp_path):
     from conftest import run_cli
-    from qpu_exporter.config import SimulatedProviderConfig
-    from qpu_exporter.providers.simulated import SimulatedProvider
+    from qpu_exporter.providers.simulated.config import SimulatedProviderConfig
+    from qpu_exporter.providers.simulated.provider import SimulatedProvider
     from qpu_exporter.report import workload_totals
 
     origin = 1_700_000_000.0

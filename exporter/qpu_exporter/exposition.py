@@ -4,9 +4,9 @@ A scrape never computes: the renderer thread rebuilds the text (and a gzip copy)
 view changes, coalescing bursts of updates, and the HTTP handler serves whichever rendering
 is current. The families are client_python ``Metric`` objects (so tests and tools can use
 client_python on them); the bytes come from ``textformat``, which writes exactly what
-``generate_latest`` would, several times faster.
+``generate_latest`` would, about three times faster (docs/performance.md).
 
-Memory: one ``Rendering`` (text plus its gzip copy, about an eighth of the text) is
+Memory: one ``Rendering`` (text plus its gzip copy, ~6 % of the text, docs/performance.md) is
 current. While a rebuild runs, the old one stays current and the new one is being built,
 so at most two renderings exist; the swap is one reference assignment and the old one is
 freed once the last scrape that took it finishes. A rebuild whose bytes equal the current
@@ -47,6 +47,7 @@ from . import textformat
 from .logs import get_logger
 from .catalog import SPECS, qubit_metric_name
 from .store import LabelKey
+from .model import REPORTED_EPC
 from .view import FleetView, ViewCopy
 
 log = get_logger(__name__)
@@ -62,11 +63,11 @@ SWITCH_INTERVAL = 0.001
 SELF_METRICS_TTL_SECONDS = 1.0
 ZERO_COUNTERS = ("qpu_jobs_total", "qpu_jobs_failed_total", "qpu_jobs_cancelled_total",
                  "qpu_job_usage_seconds_total", "qpu_cost_usd_total")
-# A workload seen on a backend (it has qpu_workload_jobs_total there) gets these at 0 too, so a
-# failure ratio or a spend is 0 rather than missing for a workload that never failed or paid.
-WORKLOAD_JOBS = "qpu_workload_jobs_total"
-WORKLOAD_ZERO_COUNTERS = ("qpu_workload_jobs_failed_total", "qpu_workload_usage_seconds_total",
-                          "qpu_workload_cost_usd_total")
+# A workload seen on a backend (any of these there) gets all of them, at 0 where nothing moved,
+# so a failure ratio or a spend is 0 rather than missing for a workload that never failed or
+# paid (and a workload only billing records moved, an IBM session's charge, has its job count).
+WORKLOAD_ZERO_COUNTERS = ("qpu_workload_jobs_total", "qpu_workload_jobs_failed_total",
+                          "qpu_workload_usage_seconds_total", "qpu_workload_cost_usd_total")
 WORKLOAD_PREFIX = "qpu_workload_"
 
 
@@ -109,8 +110,9 @@ def families(
 ) -> list[Metric]:
     """The exporter's metric families from a view copy. ``calibration_cache``, kept by the
     caller between rebuilds, lets a rebuild redo only the backends polled since the last;
-    ``histogram_cache`` only the histograms whose counts moved. ``workloads``: export the per-workload families (config has a workloads: block); without
-    it none of them appears, not even empty."""
+    ``histogram_cache`` only the histograms whose counts moved. ``workloads``: export the
+    per-workload families (config has a workloads: block); without it none of them appears,
+    not even empty."""
     out: list[Metric] = []
     build = _gauge("qpu_exporter_build_info")
     build.add_metric([version, revision], 1)
@@ -163,7 +165,7 @@ _BACKEND_FAMILIES = (
 _QUBIT_TAIL = ("qpu_qubit_measurement_timestamp_seconds", "qpu_qubit_operational")
 _GATE_FAMILIES = (
     "qpu_gate_error_ratio", "qpu_gate_duration_seconds", "qpu_gate_operational",
-    "qpu_gate_measurement_timestamp_seconds",
+    "qpu_gate_measurement_timestamp_seconds", "qpu_reported_epc_ratio",
 )
 
 
@@ -175,8 +177,8 @@ def _backend_calibration_samples(provider: str, backend: str, snap) -> dict[str,
             Sample("qpu_backend_calibration_timestamp_seconds", pb, snap.calibrated_at))
     out["qpu_backend_operational_qubits"].append(
         Sample("qpu_backend_operational_qubits", pb, sum(1 for q in snap.qubits if q.operational)))
-    out["qpu_backend_dead_couplers"].append(
-        Sample("qpu_backend_dead_couplers", pb, sum(1 for g in snap.gates if len(g.qubits) == 2 and not g.operational)))
+    out["qpu_backend_dead_couplers"].append(Sample("qpu_backend_dead_couplers", pb, sum(
+        1 for g in snap.gates if len(g.qubits) == 2 and not g.operational and g.gate != REPORTED_EPC)))
     q_ts, q_op = out["qpu_qubit_measurement_timestamp_seconds"], out["qpu_qubit_operational"]
     for q in snap.qubits:
         qs = str(q.qubit)
@@ -191,7 +193,12 @@ def _backend_calibration_samples(provider: str, backend: str, snap) -> dict[str,
                                    m.measured_at))
     g_err, g_dur = out["qpu_gate_error_ratio"], out["qpu_gate_duration_seconds"]
     g_op, g_ts = out["qpu_gate_operational"], out["qpu_gate_measurement_timestamp_seconds"]
+    reported = out["qpu_reported_epc_ratio"]
     for g in snap.gates:
+        if g.gate == REPORTED_EPC:  # a reported RB figure, not a gate (model.REPORTED_EPC)
+            if g.error is not None:
+                reported.append(Sample("qpu_reported_epc_ratio", {**pb, "qubits": g.qubits_label}, g.error.value))
+            continue
         labels = {"provider": provider, "backend": backend, "gate": g.gate, "qubits": g.qubits_label}
         g_op.append(Sample("qpu_gate_operational", labels, 1 if g.operational else 0))
         if g.error is not None:
@@ -245,7 +252,8 @@ def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float], 
         for key in v.backends:
             if key not in have:
                 by_name[name].append(({"provider": key[0], "backend": key[1]}, 0.0))
-    workload_keys = sorted({(d["provider"], d["backend"], d["workload"]) for d, _ in by_name.get(WORKLOAD_JOBS, ())})
+    workload_keys = sorted({(d["provider"], d["backend"], d["workload"])
+                            for name in WORKLOAD_ZERO_COUNTERS for d, _ in by_name.get(name, ())})
     for name in WORKLOAD_ZERO_COUNTERS:
         have = {(d["provider"], d["backend"], d["workload"]) for d, _ in by_name[name]}
         for p, b, w in workload_keys:
@@ -373,7 +381,8 @@ class Renderer:
             # Same bytes (e.g. a poll that changed nothing we export): reuse both copies.
             text, gzipped = previous.text, previous.gzipped
         else:
-            # Level 1: a tenth of level 9's CPU for ~30 % larger output (ecosystem.md §1.7).
+            # Level 1: about a seventh of level 9's CPU at 100k series (docs/performance.md: 0.04 s
+            # against 0.26-0.31 s); the copy is ~6 % of the text.
             gzipped = gzip.compress(text, 1)
         rendering = Rendering(snapshot.version, snapshot, text, gzipped, time.time(), time.perf_counter() - started)
         self._current = rendering  # one reference swap: readers see the old or the new, never a mix

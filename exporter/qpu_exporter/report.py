@@ -25,34 +25,67 @@ def _dates(ts):
     return [datetime.fromtimestamp(t, tz=timezone.utc) for t in ts]
 
 
-def _median_series(rows, target_filter, bucket_seconds: float):
-    """Median per time bucket of (measured_at, value) rows whose target passes the filter."""
-    buckets: dict[float, list[float]] = defaultdict(list)
-    for target, t, v in rows:
-        if target_filter(target):
-            buckets[t - t % bucket_seconds].append(v)
-    keys = sorted(buckets)
-    return keys, [float(np.median(buckets[k])) for k in keys]
+MAX_POINTS = 300  # per line of the fleet summary
+
+
+def in_force_medians(rows, target_filter, faulty: float | None = None,
+                     max_points: int = MAX_POINTS) -> tuple[list[float], list[float]]:
+    """The median, over every target (qubit or gate) that passes the filter, of its value in
+    force at each time: its latest measurement at or before then, as a Prometheus gauge shows
+    it. ``rows`` are (target, measured_at, value). A qubit re-measured alone moves only its
+    own contribution, never the median to its new value. A value at or above ``faulty`` (the
+    gate-error sentinel 1 of a dead coupler, which exposition leaves out) removes the target
+    until it is measured again.
+    Evaluated at each measurement time, or at ``max_points`` evenly spaced times when there
+    are more."""
+    rows = sorted((t, target, v) for target, t, v in rows if target_filter(target))
+    if not rows:
+        return [], []
+    times = sorted({t for t, _, _ in rows})
+    if len(times) > max_points:
+        first, last = times[0], times[-1]
+        times = [first + (last - first) * i / (max_points - 1) for i in range(max_points - 1)] + [last]
+    in_force: dict[str, float] = {}
+    xs, ys = [], []
+    i = 0
+    for t in times:
+        while i < len(rows) and rows[i][0] <= t:
+            _, target, v = rows[i]
+            if faulty is not None and v >= faulty:
+                in_force.pop(target, None)
+            else:
+                in_force[target] = v
+            i += 1
+        if in_force:
+            xs.append(t)
+            ys.append(float(np.median(list(in_force.values()))))
+    return xs, ys
+
+
+# (quantity, target filter, faulty sentinel, plot scale, title) of the summary's panels
+SUMMARY_PANELS = (
+    ("t1", lambda t: True, None, 1e6, "median T1 (µs)"),
+    ("readout_error", lambda t: True, None, 100, "median readout error (%)"),
+    ("gate_error", lambda t: t.count("_") == 1, 1.0, 100, "median 2-qubit gate error (%)"),  # "cz:3_4"
+)
+
+
+def summary_series(store: Store) -> dict[str, dict[tuple[str, str], tuple[list[float], list[float]]]]:
+    """quantity -> (provider, backend) -> (times, in-force medians): what the fleet summary plots."""
+    by_backend: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for provider, backend, target, quantity, t, v in store.calibration_history():
+        by_backend[(provider, backend)][quantity].append((target, t, v))
+    return {quantity: {key: in_force_medians(q.get(quantity, []), keep, faulty) for key, q in sorted(by_backend.items())}
+            for quantity, keep, faulty, _, _ in SUMMARY_PANELS}
 
 
 def _fleet_summary(store: Store, out: Path, plt) -> Path:
-    history = store.calibration_history()
-    by_backend: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for provider, backend, target, quantity, t, v in history:
-        by_backend[(provider, backend)][quantity].append((target, t, v))
-    span = max((t for *_, t, _ in history), default=1) - min((t for *_, t, _ in history), default=0)
-    bucket = max(span / 60, 1.0)
+    series_of = summary_series(store)
     fig, axes = plt.subplots(2, 2, figsize=(13, 8), constrained_layout=True, sharex=True)
-    panels = (
-        (axes[0][0], "t1", lambda t: True, 1e6, "median T1 (µs)"),
-        (axes[0][1], "readout_error", lambda t: True, 100, "median readout error (%)"),
-        (axes[1][0], "gate_error", lambda t: t.count("_") == 1, 100, "median 2-qubit gate error (%)"),
-    )
-    for ax, quantity, keep, scale, title in panels:
-        for (provider, backend), q in sorted(by_backend.items()):
-            xs, ys = _median_series(q.get(quantity, []), keep, bucket)
+    for ax, (quantity, _, _, scale, title) in zip((axes[0][0], axes[0][1], axes[1][0]), SUMMARY_PANELS):
+        for (provider, backend), (xs, ys) in series_of[quantity].items():
             if xs:
-                ax.plot(_dates(xs), np.array(ys) * scale, marker=".", label=f"{backend} ({provider})")
+                ax.step(_dates(xs), np.array(ys) * scale, where="post", label=f"{backend} ({provider})")
         ax.set_title(title)
         ax.legend(fontsize=8)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
@@ -173,17 +206,20 @@ def workload_totals(counters) -> dict[str, dict[str, float]]:
 
 def workload_days(rows) -> dict[str, dict[float, dict[str, float]]]:
     """Per workload and UTC day (start, Unix seconds): jobs, failed, cost_usd (known costs only)
-    and unknown_cost (jobs whose cost is not known), from (workload, status, finished_at, cost) rows."""
+    and unknown_cost (records whose cost is not known, or not yet), from store.workload_jobs rows.
+    A billing record that is not a job adds its cost only; a job billed with another record
+    (an IBM session's) adds no cost of its own, the record it is billed with does."""
     out: dict[str, dict[float, dict[str, float]]] = defaultdict(dict)
-    for workload, status, finished_at, cost in rows:
+    for workload, status, finished_at, cost, cost_state, is_job in rows:
         day = out[workload].setdefault(finished_at - finished_at % 86400,
                                        {"jobs": 0.0, "failed": 0.0, "cost_usd": 0.0, "unknown_cost": 0.0})
-        day["jobs"] += 1
-        day["failed"] += status == "failed"
-        if cost is None:
-            day["unknown_cost"] += 1
-        else:
+        if is_job:
+            day["jobs"] += 1
+            day["failed"] += status == "failed"
+        if cost is not None:
             day["cost_usd"] += cost
+        elif cost_state in ("pending", "unknown"):
+            day["unknown_cost"] += 1
     return dict(out)
 
 
@@ -208,7 +244,7 @@ def _workloads_page(store: Store, out: Path, plt, workloads) -> Path | None:
         if w in budgets:
             ax.axhline(budgets[w], color=colors[w], linestyle="--", linewidth=1, label=f"{w} budget")
     unknown = sum(v["unknown_cost"] for d in days.values() for v in d.values())
-    ax.set_title("spend per workload per UTC day (USD)" + (f"; {unknown:.0f} jobs of unknown cost" if unknown else ""))
+    ax.set_title("spend per workload per UTC day (USD)" + (f"; {unknown:.0f} jobs of cost not known (yet)" if unknown else ""))
     if span:
         ax.set_xlim(*span)
     ax.legend(fontsize=7)
