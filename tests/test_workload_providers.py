@@ -19,7 +19,7 @@ from qpu_exporter.store import Store
 from qpu_exporter.textformat import render
 from qpu_exporter.view import FleetView
 from qpu_exporter.workloads import WorkloadBook
-from test_ibm_provider import payloads  # noqa: F401 - the fixture
+from test_ibm_provider import payloads, stub  # noqa: F401 - the fixtures
 
 SECRET_TAG = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
 LONG = "x" * 500
@@ -144,3 +144,114 @@ def test_ibm_job_tag_forms():
     assert job_tags(None) == () and job_tags("team:chem") == ()
     assert re.fullmatch(r"x{256}", job_tags([f"team:{LONG}"])[0][1])  # bounded before it is kept in memory
 
+
+# --- IBM usage that settles later, and session charges: conservation on every path -------------
+
+TWIN_OF = {"qpu_jobs_total": "qpu_workload_jobs_total", "qpu_jobs_failed_total": "qpu_workload_jobs_failed_total",
+           "qpu_job_usage_seconds_total": "qpu_workload_usage_seconds_total",
+           "qpu_cost_usd_total": "qpu_workload_cost_usd_total"}
+
+
+def _per_workload(store: Store, name: str) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for (n, labels), value in store.counters().items():
+        if n == name:
+            out[dict(labels)["workload"]] += value
+    return dict(out)
+
+
+def _assert_conserved(store: Store) -> None:
+    counters = store.counters()
+    for backend_name, twin in TWIN_OF.items():
+        total = sum(v for (n, _), v in counters.items() if n == backend_name)
+        assert sum(v for (n, _), v in counters.items() if n == twin) == pytest.approx(total, abs=1e-9), backend_name
+
+
+def _ibm_poller(tmp_path, clock, **cfg):
+    """The IBM provider (real client, HTTP stubbed), a store and a poller resolving workloads
+    against the store's kept set, as the exporter builds them at start."""
+    from test_ibm_provider import make_provider
+
+    provider = make_provider(**cfg)
+    provider.clock = clock
+    store = Store(tmp_path / "state.db")
+    book = WorkloadBook("team", 5, store.kept_workloads())
+    return Poller([provider], store, FleetView(), clock=clock, workloads=book), provider, store
+
+
+def test_ibm_usage_settling_after_a_restart_goes_to_the_workload_its_job_counted_under(stub, tmp_path):
+    from test_ibm_billing import BACKEND, HOUR, SDK, Account, Clock
+    from test_ibm_provider import JOBS_NOW
+
+    account = Account(stub)
+    clock = Clock(JOBS_NOW)
+    pending = copy.deepcopy(SDK["usage_pending"])
+    pending["usage"]["qpu_charge_time_seconds"] = 0  # what RuntimeJobV2.usage() returns then
+    account.job("j-pending", JOBS_NOW - 2 * HOUR, JOBS_NOW - HOUR, usage=pending)
+    account.job("j-final", JOBS_NOW - 2 * HOUR, JOBS_NOW - HOUR)
+    account.jobs[0]["tags"], account.jobs[1]["tags"] = ["team:chem"], ["team:ml"]
+    poller, provider, store = _ibm_poller(tmp_path, clock)
+    poller.poll_jobs(provider, BACKEND)
+    assert _per_workload(store, "qpu_workload_jobs_total") == {"chem": 1, "ml": 1}
+    assert _per_workload(store, "qpu_workload_usage_seconds_total") == {"ml": 123}  # chem's is pending
+    _assert_conserved(store)
+    store.close()
+
+    # After a restart the usage is final, and the job was re-tagged meanwhile (job.update_tags):
+    # its usage and cost go where the job was counted, once.
+    account.metrics["j-pending"].update(copy.deepcopy(SDK["usage_completed"]))
+    account.metrics["j-pending"]["usage"]["qpu_charge_time_seconds"] = 7
+    account.jobs[0]["tags"] = ["team:finance"]
+    clock.t += 2 * HOUR
+    poller, provider, store = _ibm_poller(tmp_path, clock, jobs_lookback="0s")
+    for _ in range(2):
+        poller.poll_jobs(provider, BACKEND)
+    assert _per_workload(store, "qpu_workload_jobs_total") == {"chem": 1, "ml": 1}
+    assert _per_workload(store, "qpu_workload_usage_seconds_total") == {"chem": 7, "ml": 123}
+    cost = _per_workload(store, "qpu_workload_cost_usd_total")
+    assert cost == pytest.approx({"chem": 7 * 1.60, "ml": 123 * 1.60})
+    _assert_conserved(store)
+    assert "finance" not in store.kept_workloads() and store.oldest_pending_usage("ibm", BACKEND) is None
+    store.close()
+
+
+def test_an_ibm_session_charge_moves_usage_and_cost_under_its_own_workload(stub, tmp_path):
+    """Session mode bills the session, a record that is not a job: its usage and cost go to the
+    workload of its own tags (a session has none: untagged); its jobs count under theirs."""
+    from test_ibm_billing import BACKEND, HOUR, SDK, Account, Clock
+    from test_ibm_provider import JOBS_NOW
+
+    account = Account(stub)
+    clock = Clock(JOBS_NOW)
+    t0 = JOBS_NOW - 3 * HOUR
+    account.job("solo", t0, t0 + 100)
+    account.job("s1", t0 + 30, t0 + 400, session="sess-1")
+    account.job("s2", t0 + 40, t0 + 500, session="sess-1")
+    account.job("c1", t0 + 50, t0 + 600, session="sess-2")
+    for entry, tags in zip(account.jobs, (["team:chem"], ["team:chem"], ["team=ml"], ["team:ml"]), strict=True):
+        entry["tags"] = tags
+    # sess-1 is still active at the first poll (its charge pending, settled later); sess-2 closed
+    # already (its charge final when first recorded).
+    account.sessions["sess-1"] = {**SDK["session_details"], "id": "sess-1", "state": "active"}
+    account.sessions["sess-2"] = {**SDK["session_details"], "id": "sess-2"}
+    poller, provider, store = _ibm_poller(tmp_path, clock)
+    poller.poll_jobs(provider, BACKEND)
+    _assert_conserved(store)
+    clock.t += 600
+    account.sessions["sess-1"]["state"] = "closed"  # closed: its active time (330 s) is final
+    poller.poll_jobs(provider, BACKEND)
+    poller.poll_jobs(provider, BACKEND)
+    assert _per_workload(store, "qpu_workload_jobs_total") == {"chem": 2, "ml": 2}  # the charges are no jobs
+    assert _per_workload(store, "qpu_workload_usage_seconds_total") == {"chem": 123, "untagged": 2 * 330}
+    assert _per_workload(store, "qpu_workload_cost_usd_total") == pytest.approx({"chem": 123 * 1.60,
+                                                                                "untagged": 2 * 330 * 1.60})
+    _assert_conserved(store)
+    # Exported, the charge's workload has every series, its job count at 0.
+    view = FleetView()
+    poller.view = view
+    assert "ibm_sherbrooke" in poller.discover(provider)
+    text = _export(store, view)
+    untagged = {n: v for n, lab, v in parse_samples(text) if lab.get("workload") == "untagged"
+                and n in TWIN_OF.values()}
+    assert untagged["qpu_workload_jobs_total"] == 0 and untagged["qpu_workload_usage_seconds_total"] == 2 * 330
+    store.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import sqlite3
+import time
 from collections import defaultdict
 
 import pytest
@@ -220,6 +222,65 @@ def test_kept_values_survive_a_restart_and_keep_their_labels(tmp_path):
     labels = {dict(k)["workload"]: v for (n, k), v in store.counters().items() if n == "qpu_workload_jobs_total"}
     assert labels == {"chem": 1, "ml": 2, OTHER: 1}
     store.close()
+
+
+def _labels_counted(store: Store) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for (n, k), v in store.counters().items():
+        if n == "qpu_workload_jobs_total":
+            out[dict(k)["workload"]] += v
+    return dict(out)
+
+
+def test_replicas_share_the_kept_set_and_label_a_value_alike(state):
+    """Two exporters on one database (both engines) see the same jobs in a different order: each
+    counts every job, and a value one kept is that value for the other, also one it never saw."""
+    a, b = state.store(instance="replica-a"), state.store(instance="replica-b")
+    book_a, book_b = WorkloadBook("team", 2, a.kept_workloads()), WorkloadBook("team", 2, b.kept_workloads())
+    rng = random.Random(6)
+    chem, qa, ml = (_job(i, rng, tags=(("team", v),)) for i, v in enumerate(("chem", "qa", "ml")))
+    a.record_jobs([chem], job_increments, 1.0, workloads=book_a)
+    b.record_jobs([qa, chem], job_increments, 2.0, workloads=book_b)  # chem: from the state, not b's cache
+    a.record_jobs([ml, qa], job_increments, 3.0, workloads=book_a)  # the set is full: ml overflows
+    b.record_jobs([ml], job_increments, 4.0, workloads=book_b)
+    assert _labels_counted(a) == _labels_counted(b) == {"chem": 1, "qa": 1, OTHER: 1}
+    assert sorted(a.kept_workloads()) == sorted(book_b.kept()) == ["chem", "qa"]
+    a.close()
+    b.close()
+
+
+def _keeping_worker(target: str, password: str | None, i: int, start, out) -> None:
+    store = Store(target, password=password, instance=f"w{i}")
+    book = WorkloadBook("team", 3)
+    jobs = [JobRecord("sim", "b1", f"w{i}-{k}", JOB_DONE, 1, 2, None, None, 1.0, 1.0, tags=(("team", f"v{i}{k}"),))
+            for k in range(2)]
+    start.wait()
+    store.record_jobs(jobs, job_increments, 1.0, workloads=book)
+    out.put(_labels_counted(store))
+    store.close()
+
+
+def test_racing_exporters_never_keep_more_than_max_together(state):
+    """Four processes each bring two new values at once, with max 3: exactly three are kept,
+    each counted under itself by the process that brought it, every other one under other."""
+    state.store().close()  # migrate once, before the race
+    ctx = multiprocessing.get_context("fork")  # no open connection to inherit
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_keeping_worker, args=(state.target, state.password, i, start, out)) for i in range(4)]
+    for p in procs:
+        p.start()
+    time.sleep(0.1)
+    start.set()
+    counted = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    store = state.store()
+    kept = store.kept_workloads()
+    store.close()
+    assert len(kept) == 3
+    themselves = {w for c in counted for w in c if w != OTHER}
+    assert themselves == set(kept)
+    assert sum(c.get(OTHER, 0) for c in counted) == 8 - 3
 
 
 def test_a_failed_transaction_keeps_nothing(tmp_path):
