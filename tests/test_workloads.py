@@ -283,6 +283,24 @@ def test_racing_exporters_never_keep_more_than_max_together(state):
     assert sum(c.get(OTHER, 0) for c in counted) == 8 - 3
 
 
+def test_migrate_state_carries_the_kept_set_and_the_jobs_workloads(tmp_path, pg_state, monkeypatch):
+    from qpu_exporter.cli import main
+
+    source = Store(tmp_path / "s.db")
+    rng = random.Random(8)
+    session = JobRecord("sim", "b1", "charge", JOB_DONE, 1, 2, None, None, 3.0, 4.0, counts_as_job=False)
+    source.record_jobs([_job(0, rng, tags=(("team", "chem"),)), session], job_increments, 1.0,
+                       workloads=WorkloadBook("team", 5))
+    before = (source.kept_workloads(), sorted(source.workload_jobs()), _labels_counted(source))
+    source.close()
+    monkeypatch.setenv("QPU_EXPORTER_STATE_PASSWORD", pg_state.password)
+    assert main(["migrate-state", "--from", str(tmp_path / "s.db"), "--to", pg_state.target]) == 0
+    target = pg_state.store(instance="default")
+    assert (target.kept_workloads(), sorted(target.workload_jobs()), _labels_counted(target)) == before
+    assert sorted(r[-1] for r in before[1]) == [False, True]  # the job, and the charge that is none
+    target.close()
+
+
 def test_a_failed_transaction_keeps_nothing(tmp_path):
     """A value is kept only with the jobs that brought it: a failed transaction leaves neither
     the state nor the book's cache changed, and the next one decides again."""
