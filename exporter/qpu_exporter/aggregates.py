@@ -8,6 +8,10 @@ Usage and cost move only by known values. A job whose usage is not final yet
 (``usage_pending``) is counted as a job when first recorded and its usage and cost once they
 are final (``usage_increments``, applied by the store exactly once). A cost that can never be
 known is counted in ``qpu_jobs_cost_unknown_total{reason}``, never added as 0.
+
+With a workload (config ``workloads:``, docs/workloads.md) every increment of a counter that
+has a per-workload twin gets its twin under that workload, on every path: a new job, its usage
+settling later (under the workload stored with it), and a billing record that is not a job.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ another's increments; the in-memory view moves forward only after the commit.
 
 Every exporter writing to a database is an *instance* (docs/state.md): job records, counters,
 cursors and detector state are its own, so each replica exports complete counters; budget
-ledger, leases, probe records, history and meta are shared. Check-then-write sections (budget
-reservation, lease, probe record) run in one transaction that holds a lock row
-(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's BEGIN IMMEDIATE write lock), never as a read
-followed by a separate write.
+ledger, leases, probe records, history, the kept workload values and meta are shared.
+Check-then-write sections (budget reservation, lease, probe record, keeping a workload value)
+run in one transaction that holds a lock row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
+BEGIN IMMEDIATE write lock), never as a read followed by a separate write.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ DEFAULT_INSTANCE = "default"  # a SQLite exporter's name unless configured: the 
 # Counters of shared things: a probe run exists once, whoever ran it. Every replica exports the
 # same totals (incremented by the process that recorded the run, read by all).
 SHARED_COUNTERS = frozenset({"qpu_probe_runs_total", "qpu_probe_shots_total", "qpu_probe_failures_total"})
+
+# The kept workload values in the order kept (values kept in one transaction: by name).
+_KEPT_IN_ORDER = select(workloads_table.c.name).order_by(workloads_table.c.kept_at, workloads_table.c.name)
 
 LabelKey = tuple[tuple[str, str], ...]
 CounterIncrement = tuple[str, dict[str, str], float]
@@ -403,8 +406,7 @@ class Store:
         if not wanted:
             return [book.label(c) for c in candidates], None
         self._lock(conn, "workloads")
-        stored = list(conn.execute(select(workloads_table.c.name)
-                                   .order_by(workloads_table.c.kept_at, workloads_table.c.name)).scalars())
+        stored = list(conn.execute(_KEPT_IN_ORDER).scalars())
         add = book.admit(stored, wanted)
         if add:
             conn.execute(self._insert(workloads_table).on_conflict_do_nothing(),
@@ -416,8 +418,7 @@ class Store:
     def kept_workloads(self) -> list[str]:
         """Workload values kept so far by any exporter on the database, in the order kept."""
         with self._tx() as conn:
-            return list(conn.execute(select(workloads_table.c.name)
-                                     .order_by(workloads_table.c.kept_at, workloads_table.c.name)).scalars())
+            return list(conn.execute(_KEPT_IN_ORDER).scalars())
 
     def workload_jobs(self, since: float | None = None) -> list[tuple[str, str, float, float | None, str, bool]]:
         """(workload, status, finished_at, cost_usd, cost state, counts as job) of this instance's
