@@ -7,9 +7,9 @@ and incidents, the schedule, probe settings and budgets, the cost budget, and th
 ``workloads`` block (tag, max, budgets, objectives: the workload book is rebuilt from the new
 block and the kept set in the state, so values kept stay kept and counters never move between
 labels; adding the block starts per-workload series, removing it stops them, as a restart
-would). The store, the drift detectors, the HTTP servers and what is already served stay. A bad file or
-a change to a key in ``RESTART_ONLY`` keeps the running config and says why; the outcome is
-exported as ``qpu_exporter_config_last_reload_successful`` and
+would). The store, the drift detectors, the HTTP servers and what is already served stay. A
+bad file or a change to a key in ``RESTART_ONLY`` keeps the running config and says why; the
+outcome is exported as ``qpu_exporter_config_last_reload_successful`` and
 ``qpu_exporter_config_last_reload_success_timestamp_seconds``.
 """
 
