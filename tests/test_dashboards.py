@@ -37,7 +37,7 @@ JSON_DIR = ROOT / "dashboards" / "json"
 DOCS = ROOT / "docs" / "dashboards.md"
 RULE_FILES = sorted((ROOT / "alerts" / "rules").glob("*.yml"))
 UIDS = {"qpu-executive.json": "qpu-executive", "qpu-oncall.json": "qpu-oncall", "qpu-qubit.json": "qpu-qubit",
-        "qpu-runs.json": "qpu-runs"}
+        "qpu-workloads.json": "qpu-workloads", "qpu-runs.json": "qpu-runs"}
 
 # Metrics announced but not in the catalog yet (all have landed).
 ANNOUNCED_METRICS: frozenset[str] = frozenset()

@@ -114,6 +114,10 @@ def _unknown_keys(data, known_paths: set[str], prefix: str = "") -> list[str]:
     elif isinstance(data, dict):
         for key, value in data.items():
             path = f"{prefix}{key}"
+            if path not in known_paths and isinstance(value, dict) and value and all(
+                    f"{prefix}{k}" in known_paths for k in value):
+                out += _unknown_keys(value, known_paths, prefix)  # a key of a mapping: budgets: {chem: {...}}
+                continue
             if path not in known_paths:
                 out.append(path)
                 continue

@@ -86,19 +86,25 @@ def serve_backends(rs, backends: dict[str, tuple[dict, dict]]) -> None:
         rs.add("GET", re.compile(re.escape(f"{API}/backends/{b}/properties") + r"(\?.*)?$"), json=props)
 
 
+def register_endpoints(rs, payloads: dict, jobs: dict) -> None:
+    """The control plane and the runtime API of the ``stub`` fixture on a RequestsMock, with
+    ``jobs`` as the job list fixture served by GET /jobs (tests with other job lists pass theirs)."""
+    serve_backends(rs, {b: (payloads[b]["conf"], payloads[b]["props"]) for b in BACKENDS})
+    rs.add("GET", f"{API}/backends/ibm_sherbrooke/status",
+           json={"state": True, "status": "active", "length_queue": 42, "backend_version": "1.6.73"})
+    rs.add("GET", f"{API}/backends/ibm_kingston/status",
+           json={"state": False, "status": "internal", "length_queue": 3, "backend_version": "1.0.1"})
+    rs.add_callback("GET", re.compile(re.escape(API) + r"/jobs(\?.*)?$"), callback=_jobs_callback(jobs))
+    for job_id, metrics in jobs["metrics"].items():
+        rs.add("GET", f"{API}/jobs/{job_id}/metrics", json=metrics)
+    rs.add("GET", f"{API}/instances/usage", json=SDK["cloud_usage"])
+
+
 @pytest.fixture
 def stub(payloads):
     """A RequestsMock serving the IBM Cloud control plane and the runtime API."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rs:
-        serve_backends(rs, {b: (payloads[b]["conf"], payloads[b]["props"]) for b in BACKENDS})
-        rs.add("GET", f"{API}/backends/ibm_sherbrooke/status",
-               json={"state": True, "status": "active", "length_queue": 42, "backend_version": "1.6.73"})
-        rs.add("GET", f"{API}/backends/ibm_kingston/status",
-               json={"state": False, "status": "internal", "length_queue": 3, "backend_version": "1.0.1"})
-        rs.add_callback("GET", re.compile(re.escape(API) + r"/jobs(\?.*)?$"), callback=_jobs_callback(payloads["jobs"]))
-        for job_id, metrics in payloads["jobs"]["metrics"].items():
-            rs.add("GET", f"{API}/jobs/{job_id}/metrics", json=metrics)
-        rs.add("GET", f"{API}/instances/usage", json=SDK["cloud_usage"])
+        register_endpoints(rs, payloads, payloads["jobs"])
         yield rs
 
 

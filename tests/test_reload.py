@@ -117,3 +117,49 @@ def test_drift_series_of_a_removed_backend_are_left_out(tmp_path):
     assert served == {"kept", "removed"}
     kept = {s.labels["backend"] for fam in only_backends(feed.families(), {("simulated", "kept")}) for s in fam.samples}
     assert kept == {"kept"}
+
+
+def test_a_reload_rebuilds_the_workload_book_from_the_new_block_and_the_kept_set(tmp_path):
+    """``workloads`` is reloadable: the book follows the new block (tag, max, budgets), values
+    the state already keeps stay kept, and removing the block removes the per-workload series."""
+    from conftest import http_get
+    from qpu_exporter.aggregates import job_increments
+    from qpu_exporter.app import Exporter
+    from qpu_exporter.config import load_config
+    from qpu_exporter.model import JOB_DONE, JobRecord
+    from qpu_exporter.reload import Reloader
+    from qpu_exporter.store import Store
+    from qpu_exporter.workloads import WorkloadBook
+
+    state = tmp_path / "s.db"
+    earlier = Store(state)  # an earlier run kept "qa"
+    earlier.record_jobs([JobRecord("simulated", "fake_manila", "old", JOB_DONE, 1, 2, None, None, 1.0, 1.0,
+                                   tags=(("team", "qa"),))], job_increments, 1.0, workloads=WorkloadBook("team", 5))
+    earlier.close()
+    cfg = tmp_path / "qpu.yaml"
+    base = CONFIG.format(backends="fake_manila", extra=f"state_path: {state}")
+    cfg.write_text(base + "workloads: {max: 5, budgets: {chem: {usd_per_day: 5}}}\n")
+    ex = Exporter(load_config(cfg), ("127.0.0.1", 0))
+    ex.reloader = reloader = Reloader(ex, lambda: load_config(cfg))
+    ex.start()
+
+    def served() -> str:
+        return http_get(f"http://127.0.0.1:{ex.address[1]}/metrics")[1].decode()
+
+    try:
+        assert set(ex.workloads.kept()) == {"qa", "chem"}
+        wait_until(lambda: 'qpu_workload_cost_budget_daily_usd{workload="chem"} 5.0' in served(), 60, "chem budget")
+        cfg.write_text(base + "workloads: {tag: project, max: 1, budgets: {finance: {usd_per_day: 7}}}\n")
+        assert reloader.reload() == (True, "config reloaded")
+        book = ex.workloads
+        assert ex.poller.workloads is book and (book.tag, book.max_values) == ("project", 1)
+        assert {"qa", "finance"} <= set(book.kept())  # kept stays kept, whatever max says now
+        wait_until(lambda: 'qpu_workload_cost_budget_daily_usd{workload="finance"} 7.0' in served(), 60,
+                   "the new budget served")
+        assert 'workload="chem"} 5.0' not in served()
+        cfg.write_text(base)
+        assert reloader.reload() == (True, "config reloaded")
+        assert ex.workloads is None and ex.poller.workloads is None
+        wait_until(lambda: "qpu_workload_" not in served(), 60, "no per-workload series without the block")
+    finally:
+        ex.stop()

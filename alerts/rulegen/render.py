@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from . import backend, calibration, cost, drift, exporter, jobs, probes, runs
+from . import backend, calibration, cost, drift, exporter, jobs, probes, runs, workloads
 from .common import Links
 
 # File name -> builder; the order is the order in README and in the rendered output.
@@ -15,6 +15,7 @@ CONCERNS = {
     "probes.yml": probes.build,
     "jobs.yml": jobs.build,
     "cost.yml": cost.build,
+    "workloads.yml": workloads.build,
     "exporter.yml": exporter.build,
     "runs.yml": runs.build,
 }

@@ -13,15 +13,16 @@ from . import __version__
 from .config import Config
 from .drift_feed import DriftFeed
 from .logs import get_logger
-from .exposition import CalibrationCache, Renderer, families
+from .exposition import CalibrationCache, HistogramCache, Renderer, families, workload_config_families
 from .providers.factory import build_providers
 from .scheduler import Poller, Scheduler
 from .probes.shared import FOLLOW_SECONDS, SharedProbes
 from .server import HTTPServers
 from .sharding import parse_shard
-from .store import StateError, Store
+from .store import StateError, StorageError, Store
 from .view import FleetView
 from .websecurity import WebConfig
+from .workloads import WorkloadBook
 
 log = get_logger(__name__)
 
@@ -65,7 +66,9 @@ class Exporter:
         # A shard shows only its own backends, also from state other exporters share.
         self.owns = parse_shard(config.shard).owns if config.shard else None
         self.drift = DriftFeed(config.drift.settings(), self.store, owns=self.owns)
-        self._calibration_cache: CalibrationCache = {}  # only the renderer thread uses it
+        self._calibration_cache: CalibrationCache = {}  # only the renderer thread uses these two
+        self._histogram_cache: HistogramCache = {}
+        self.workloads: WorkloadBook | None = None  # build_polling sets it
         self.reloader = None  # set by the CLI (reload.Reloader): SIGHUP and POST /-/reload
         build = partial(self._families, version=__version__, revision=revision())
         self.renderer = Renderer(self.view, build)
@@ -77,9 +80,11 @@ class Exporter:
         self._stopped = threading.Event()
 
     def build_polling(self) -> None:
-        """The part a config reload replaces (reload.py): poller, probe runner, scheduler."""
+        """The part a config reload replaces (reload.py): workload book, poller, probe runner,
+        scheduler."""
+        self.workloads = self._workload_book()
         self.poller = Poller(self.providers, self.store, self.view, on_calibration=[self.drift.on_calibration],
-                             timeout=self.config.schedule.poll_timeout)
+                             timeout=self.config.schedule.poll_timeout, workloads=self.workloads)
         self.probes = self._probe_runner() if self.config.probes.enabled else None
         self.scheduler = Scheduler(self.poller, self.config, self.probes)
 
@@ -99,15 +104,34 @@ class Exporter:
         if self.probes is not None:
             self.probes.stop(timeout=2.0)  # waits briefly; an unfinished probe is recorded as never run
 
+    def _workload_book(self) -> WorkloadBook | None:
+        """The workloads: block's book, its cache seeded with the kept set of the state (shared
+        by every exporter on the database). Without the state at hand (a reload while the
+        database is away) the previous book's cache serves: the store reads the kept set
+        itself before it keeps a value, so a stale cache can only cost a read."""
+        cfg = self.config.workloads
+        if cfg is None:
+            return None
+        try:
+            kept = self.store.kept_workloads()
+        except StorageError as exc:
+            log.warning("kept workloads not read; the store reads them when needed", error=str(exc))
+            kept = [] if self.workloads is None else self.workloads.kept()
+        return WorkloadBook(cfg.tag, cfg.max, kept, cfg.configured())
+
     def _families(self, snapshot, *, version: str, revision: str):
+        config = self.config  # one reading: a reload swaps it whole
         extra = self.drift.families() + (self.probes.feed.families() if self.probes else [])
         if self.reloader is not None and self.reloader.applied:
             # A reload may have removed backends the detectors and probe records still know.
             extra = only_backends(extra, set(snapshot.backends))
+        if config.workloads is not None:
+            extra += workload_config_families(config.workloads)
         return families(snapshot, self.store.counters(), version=version, revision=revision,
-                        daily_budget_usd=self.config.cost.daily_budget_usd,
+                        daily_budget_usd=config.cost.daily_budget_usd,
                         extra=extra + (self.reloader.families() if self.reloader else []),
-                        calibration_cache=self._calibration_cache)
+                        calibration_cache=self._calibration_cache, workloads=config.workloads is not None,
+                        histogram_cache=self._histogram_cache)
 
     def _probe_runner(self):
         from .probes.feed import ProbeFeed

@@ -23,6 +23,7 @@ class MetricSpec:
 
 _PB = ("provider", "backend")
 _COLL = ("provider", "backend", "collector")
+_WL = ("provider", "backend", "workload")
 
 _SPECS: list[MetricSpec] = [
     MetricSpec("qpu_exporter_build_info", "gauge", ("version", "revision"), "Build of the running exporter; value 1.", "exporter"),
@@ -68,6 +69,15 @@ _SPECS += [
     MetricSpec("qpu_instance_usage_limit_seconds", "gauge", ("provider",), "QPU-time limit of the usage period; absent when the plan has none.", "provider usage"),
     MetricSpec("qpu_instance_usage_remaining_seconds", "gauge", ("provider",), "QPU time left in the usage period.", "provider usage"),
     MetricSpec("qpu_cost_budget_daily_usd", "gauge", (), "Configured daily spend budget for all jobs (config cost.daily_budget_usd).", "config"),
+    MetricSpec("qpu_workload_jobs_total", "counter", _WL, "Jobs that reached a final state, by workload (the job tag workloads.tag; untagged, other); sums to qpu_jobs_total per backend.", "provider jobs and their tags"),
+    MetricSpec("qpu_workload_jobs_failed_total", "counter", _WL, "Jobs that failed, by workload; sums to qpu_jobs_failed_total per backend.", "provider jobs and their tags"),
+    MetricSpec("qpu_workload_usage_seconds_total", "counter", _WL, "Billed QPU time of finished jobs, by workload; sums to qpu_job_usage_seconds_total per backend.", "provider jobs and their tags"),
+    MetricSpec("qpu_workload_cost_usd_total", "counter", _WL, "Money spent on finished jobs in US dollars, by workload; sums to qpu_cost_usd_total per backend.", "provider jobs, their tags and price table"),
+    MetricSpec("qpu_workload_queue_duration_seconds", "histogram", _WL, "Time finished jobs waited in the queue, by workload (same buckets as qpu_job_queue_duration_seconds).", "provider jobs and their tags"),
+    MetricSpec("qpu_workload_tag_rejections_total", "counter", _PB + ("reason",), "Jobs counted under workload=\"other\" because their tag value was not used as a label: overflow (workloads.max values already kept), too_long, looks_secret, invalid, ambiguous.", "provider jobs and their tags"),
+    MetricSpec("qpu_workload_cost_budget_daily_usd", "gauge", ("workload",), "Configured daily spend budget of the workload (config workloads.budgets).", "config"),
+    MetricSpec("qpu_workload_job_success_objective_ratio", "gauge", ("workload",), "Job-success objective of the workload where the config overrides the fleet one (workloads.objectives.*.job_success).", "config"),
+    MetricSpec("qpu_workload_queue_objective_seconds", "gauge", ("workload",), "Queue-time objective of the workload where the config overrides the fleet one (workloads.objectives.*.queue_seconds).", "config"),
     MetricSpec("qpu_drift_statistic", "gauge", _PB + ("series", "detector"), "Drift statistic in sigma units: the EWMA's standardized deviation (signed) or the CUSUM's larger side. Present once the series finished its warm-up.", "drift monitor"),
     MetricSpec("qpu_drift_limit", "gauge", _PB + ("series", "detector"), "Control limit of the statistic, in the same sigma units (designed from the configured ARL0).", "drift monitor"),
     MetricSpec("qpu_drift_alarm", "gauge", _PB + ("series", "detector"), "1 when the detector signalled on the series' latest sample.", "drift monitor"),

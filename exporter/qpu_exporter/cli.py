@@ -282,7 +282,9 @@ def _report(args) -> int:
 
         settings = stored_settings(store) or settings
     try:
-        paths = render_report(store, Path(args.out), settings, backend, args.qubit)
+        # Budgets and objectives only from a config given: the default one describes the demo fleet.
+        workloads = config.workloads if args.config is not None else None
+        paths = render_report(store, Path(args.out), settings, backend, args.qubit, workloads)
     finally:
         store.close()
     for p in paths:

@@ -129,6 +129,57 @@ class CostConfig(_Strict):
     daily_budget_usd: float = Field(default=5000.0, ge=0)
 
 
+class WorkloadBudgetConfig(_Strict):
+    usd_per_day: float = Field(gt=0)
+
+
+class WorkloadObjectiveConfig(_Strict):
+    """Overrides of the fleet objectives (alerts/config.yaml jobs.*_slo) for one workload."""
+
+    job_success: float | None = Field(default=None, gt=0, lt=1)  # share of jobs that must not fail
+    queue_seconds: Duration | None = Field(default=None, gt=0)  # the fleet quantile's queue-time limit
+
+
+class WorkloadsConfig(_Strict):
+    """Per-workload series from the providers' own job tags (docs/workloads.md)."""
+
+    tag: str = Field(default="team", min_length=1, max_length=128)  # Braket tag key; IBM "team:V" / "team=V"
+    max: int = Field(default=50, ge=1, le=10_000)  # distinct values kept; beyond: workload="other"
+    budgets: dict[str, WorkloadBudgetConfig] = Field(default_factory=dict)
+    objectives: dict[str, WorkloadObjectiveConfig] = Field(default_factory=dict)
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_key(cls, tag: str) -> str:
+        if tag != tag.strip() or any(c in tag for c in ":=") or not tag.isprintable():
+            raise ValueError(f"{tag!r}: a tag key has no ':', '=', surrounding spaces or control characters")
+        return tag
+
+    @field_validator("budgets", "objectives")
+    @classmethod
+    def _workload_names(cls, entries: dict) -> dict:
+        from .workloads import is_clean
+
+        for name in entries:
+            if not is_clean(name):
+                raise ValueError(f"{name!r} is not a workload label value (letters, digits, '-', '_', '.'; "
+                                 f"at most 63 characters; nothing that looks like a credential)")
+        return entries
+
+    @model_validator(mode="after")
+    def _configured_fit(self) -> WorkloadsConfig:
+        named = self.configured()
+        if len(named) > self.max:
+            raise ValueError(f"budgets and objectives name {len(named)} workloads, more than max ({self.max})")
+        return self
+
+    def configured(self) -> list[str]:
+        """Workloads the config names (always kept), untagged and other excepted."""
+        from .workloads import RESERVED
+
+        return [n for n in dict.fromkeys([*self.budgets, *self.objectives]) if n not in RESERVED]
+
+
 def _default_providers() -> list[Any]:
     """With no ``providers`` key: the providers registered as the default (the embedded
     simulated fleet)."""
@@ -142,6 +193,7 @@ class Config(_Strict):
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    workloads: WorkloadsConfig | None = None  # None: no per-workload series at all
     state_path: Path = Path("./qpu-exporter.db")
     # PostgreSQL instead of the state_path file, shareable by replicas and shards (docs/state.md).
     # Never with a password in the file: see load_config.
@@ -191,6 +243,18 @@ class Config(_Strict):
             raise ValueError("at least one provider is required")
         return providers
 
+    @model_validator(mode="after")
+    def _providers_fit_the_config(self) -> Config:
+        """Each provider's own check of what its entry needs from the rest of the config."""
+        for i, p in enumerate(self.providers):
+            spec = registry.provider_spec(p.kind)
+            if spec is not None and spec.check_with_config is not None:
+                try:
+                    spec.check_with_config(p, self)
+                except ValueError as exc:
+                    raise ValueError(f"providers[{i}].{exc}") from None
+        return self
+
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
@@ -234,6 +298,11 @@ def load_config(path: str | Path | None) -> Config:
         # The built-in demo polls faster than the production defaults so `make run` visibly
         # moves within a minute.
         data: Any = {"schedule": {"calibration_interval": "30s", "jobs_interval": "15s"}}
+        # ... and features what the providers' demos show (the simulated fleet: per-workload
+        # SLOs and budgets; a user config gets them only from its own workloads: block).
+        for spec in registry.provider_specs():
+            if spec.demo_config is not None:
+                data.update(spec.demo_config())
         source = "default config"
     else:
         source = str(path)

@@ -124,6 +124,9 @@ class JobRecord:
     # False for a billing record that is not a job (an IBM session's charge): it moves only the
     # usage and cost counters.
     counts_as_job: bool = True
+    # The job's (key, value) tags as the provider reports them, bounded by bounded_tags; read
+    # only to resolve its workload (workloads.py), never stored or exported as they are.
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 # Why a job's cost cannot be known (label `reason` of qpu_jobs_cost_unknown_total).
@@ -135,6 +138,22 @@ COST_UNKNOWN_REASONS = (
     "not_read",  # the provider was configured not to read what the price depends on
     "reservation",  # ran inside a reservation billed per reserved hour, not per task
 )
+
+
+MAX_JOB_TAGS = 64  # above AWS's 50 tags per resource, so a real tag set is never cut
+MAX_TAG_CHARS = 256  # longer than any label value we keep (workloads.MAX_LABEL_CHARS)
+
+
+def bounded_tags(pairs) -> tuple[tuple[str, str], ...]:
+    """A provider's tag pairs as JobRecord.tags: strings only, at most MAX_JOB_TAGS pairs,
+    keys and values cut at MAX_TAG_CHARS (a cut value is still too long to become a label)."""
+    out = []
+    for key, value in pairs:
+        if isinstance(key, str) and isinstance(value, str):
+            out.append((key[:MAX_TAG_CHARS], value[:MAX_TAG_CHARS]))
+            if len(out) == MAX_JOB_TAGS:
+                break
+    return tuple(out)
 
 
 def durations_from_timestamps(

@@ -3,10 +3,13 @@
 A reload reads the config file again and, when it is valid and changes nothing that needs a
 restart, replaces the polling half of the running exporter: providers (only those whose
 config changed are rebuilt, the others keep their connections and state), their backends
-and incidents, the schedule, probe settings and budgets, cost and workload budgets. The
-store, the drift detectors, the HTTP servers and what is already served stay. A bad file or
-a change to a key in ``RESTART_ONLY`` keeps the running config and says why; the outcome is
-exported as ``qpu_exporter_config_last_reload_successful`` and
+and incidents, the schedule, probe settings and budgets, the cost budget, and the whole
+``workloads`` block (tag, max, budgets, objectives: the workload book is rebuilt from the new
+block and the kept set in the state, so values kept stay kept and counters never move between
+labels; adding the block starts per-workload series, removing it stops them, as a restart
+would). The store, the drift detectors, the HTTP servers and what is already served stay. A
+bad file or a change to a key in ``RESTART_ONLY`` keeps the running config and says why; the
+outcome is exported as ``qpu_exporter_config_last_reload_successful`` and
 ``qpu_exporter_config_last_reload_success_timestamp_seconds``.
 """
 
@@ -26,7 +29,7 @@ log = get_logger(__name__)
 
 # Top-level keys a running exporter cannot take over: where state lives and under which
 # instance name, which shard of the fleet this instance owns, and the drift detectors' design
-# (their state was built for it).
+# (their state was built for it). `workloads` is reloadable (see above).
 RESTART_ONLY = ("state_path", "state_url", "instance", "shard", "drift")
 
 

@@ -33,6 +33,7 @@ from .quality import validate_snapshot
 from .sharding import Shard, parse_shard
 from .store import StorageError, Store
 from .view import CollectorHealth, FleetView
+from .workloads import WorkloadBook
 
 log = get_logger("qpu_exporter.poll")
 
@@ -104,6 +105,7 @@ class Poller:
     on_calibration: list[Callable] = field(default_factory=list)  # hooks, e.g. drift monitor
     intervals: dict[str, float] = field(default_factory=dict)  # collector -> poll interval
     shard: Shard | None = None  # poll only the backends of this shard (sharding.py)
+    workloads: WorkloadBook | None = None  # resolves each new job's workload (config workloads:)
     timeout: float | None = None  # schedule.poll_timeout: bound of every provider call
     _abandoned: dict[str, int] = field(default_factory=dict)  # provider kind -> hung calls
     _calls: CallThreads = field(default_factory=lambda: CallThreads())
@@ -219,7 +221,8 @@ class Poller:
                       self.store.cursor(provider.kind, backend, "jobs_unfinished"))
             since = min([since, *(f for f in floors if f is not None)])
         jobs = self._call(provider, provider.jobs, backend, since)
-        new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock(), usage_increments)
+        new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock(), usage_increments,
+                            self.workloads)
         if new is None:
             # Not recorded, so not counted, and the cursor stays: the next poll asks again.
             return {"jobs_seen": len(jobs), "state_write_failed": True}

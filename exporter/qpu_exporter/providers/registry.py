@@ -27,6 +27,14 @@ class ProviderSpec:
     # Checks what the config model cannot (files it names, ...) without building the
     # provider; raises base.ProviderSetupError with one line. Run by check-config and at start.
     check: Callable[[Any], None] | None = None
+    # Checks the provider's entry against the rest of the config while it validates:
+    # (entry, the whole Config) -> None, raising ValueError("<key of the entry>: problem"),
+    # which the config reports as one line at providers[i].<key> (e.g. the simulated fleet's
+    # workload tags need a workloads: block that counts them).
+    check_with_config: Callable[[Any, Any], None] | None = None
+    # The top-level keys of the no-config demo (`serve` without --config) that feature this
+    # provider, e.g. its providers entry and a workloads: block; None: default_config only.
+    demo_config: Callable[[], dict] | None = None
 
 
 _lock = threading.Lock()

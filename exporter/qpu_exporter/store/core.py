@@ -11,10 +11,10 @@ another's increments; the in-memory view moves forward only after the commit.
 
 Every exporter writing to a database is an *instance* (docs/state.md): job records, counters,
 cursors and detector state are its own, so each replica exports complete counters; budget
-ledger, leases, probe records, history and meta are shared. Check-then-write sections (budget
-reservation, lease, probe record) run in one transaction that holds a lock row
-(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's BEGIN IMMEDIATE write lock), never as a read
-followed by a separate write.
+ledger, leases, probe records, history, the kept workload values and meta are shared.
+Check-then-write sections (budget reservation, lease, probe record, keeping a workload value)
+run in one transaction that holds a lock row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
+BEGIN IMMEDIATE write lock), never as a read followed by a separate write.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy import Connection, and_, delete, exists, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +42,7 @@ from .tables import (
     SHARED, calibration, counters, cursors, drift_state, instances, job_usage_unknown, jobs, latest, locks, meta,
     probe_ledger, probe_leases, probe_runs,
 )
+from .tables import workloads as workloads_table
 
 log = get_logger(__name__)
 
@@ -48,6 +50,9 @@ DEFAULT_INSTANCE = "default"  # a SQLite exporter's name unless configured: the 
 # Counters of shared things: a probe run exists once, whoever ran it. Every replica exports the
 # same totals (incremented by the process that recorded the run, read by all).
 SHARED_COUNTERS = frozenset({"qpu_probe_runs_total", "qpu_probe_shots_total", "qpu_probe_failures_total"})
+
+# The kept workload values in the order kept (values kept in one transaction: by name).
+_KEPT_IN_ORDER = select(workloads_table.c.name).order_by(workloads_table.c.kept_at, workloads_table.c.name)
 
 LabelKey = tuple[tuple[str, str], ...]
 CounterIncrement = tuple[str, dict[str, str], float]
@@ -322,39 +327,47 @@ class Store:
 
     # --- jobs and counters (per instance) ---------------------------------------------------------
     def record_jobs(
-        self, jobs_seen: Iterable[JobRecord], increments_of, now: float, settled_increments_of=None,
+        self, jobs_seen: Iterable[JobRecord], increments_of, now: float, settled_increments_of=None, workloads=None,
     ) -> list[JobRecord]:
         """Insert jobs this instance has not seen before and apply their counter increments in
         the same transaction. ``increments_of(job)`` gives [(counter, labels, delta)]. A record of
         a job stored with its usage pending whose usage is now final (``usage_pending`` False)
         settles it, once: its values are stored and ``settled_increments_of(job)`` applied.
+        With ``workloads`` (a workloads.WorkloadBook) each new job's workload is resolved against
+        the shared kept set, stored with it and passed on as ``increments_of(job, workload,
+        rejected)``; values newly kept are written in the same transaction; a settling job's
+        usage goes to the workload stored with it, ``settled_increments_of(job, workload)``.
         Returns the newly recorded jobs."""
         batch = list(jobs_seen)
-        rows = [
-            {"instance": self.instance, "provider": j.provider, "backend": j.backend, "job_id": j.job_id,
-             "status": j.status, "created_at": j.created_at, "finished_at": j.finished_at,
-             "queue_seconds": j.queue_seconds, "execution_seconds": j.execution_seconds,
-             "usage_seconds": j.usage_seconds, "cost_usd": j.cost_usd, "error_class": j.error_class,
-             "recorded_at": now, "workload": getattr(j, "workload", None)}
-            for j in batch
-        ]
         with self._tx(write=True) as conn:
             # Which of these jobs this instance has recorded: a poll re-asks an overlap window,
             # so most are, and only the new rows are written (one instance is one process, and
             # SQLite's write lock is held from the start: nothing changes between the two).
             known = self._known_jobs(conn, batch)
-            new, fresh, seen_again = [], [], []
-            for j, row in zip(batch, rows):
+            new, seen_again = [], []
+            for j in batch:
                 key = (j.provider, j.backend, j.job_id)
                 if key not in known:
                     known.add(key)  # a job listed twice in one answer is new once
                     new.append(j)
-                    fresh.append(row)
                 elif settled_increments_of is not None and not j.usage_pending:
                     seen_again.append(j)
-            if fresh:
-                self._bulk_insert(conn, jobs, fresh)
-            increments = [inc for j in new for inc in increments_of(j)]
+            # Before any row is written: the kept set's lock is then always the first lock a
+            # transaction takes, so two transactions can never wait for each other through it.
+            resolved, kept = (None, None) if workloads is None else self._resolve_workloads(conn, new, workloads, now)
+            if new:
+                self._bulk_insert(conn, jobs, [
+                    {"instance": self.instance, "provider": j.provider, "backend": j.backend, "job_id": j.job_id,
+                     "status": j.status, "created_at": j.created_at, "finished_at": j.finished_at,
+                     "queue_seconds": j.queue_seconds, "execution_seconds": j.execution_seconds,
+                     "usage_seconds": j.usage_seconds, "cost_usd": j.cost_usd, "error_class": j.error_class,
+                     "recorded_at": now, "workload": None if resolved is None else resolved[i][0],
+                     "counts_as_job": j.counts_as_job}
+                    for i, j in enumerate(new)])
+            if resolved is None:
+                increments = [inc for j in new for inc in increments_of(j)]
+            else:
+                increments = [inc for j, (w, why) in zip(new, resolved) for inc in increments_of(j, w, why)]
             for j in new:
                 self._note_unknown_usage(conn, j)
             with self._mem:
@@ -362,12 +375,18 @@ class Store:
             settled = set()
             for j in seen_again:
                 key = (j.provider, j.backend, j.job_id)
-                if key in pending_now and key not in settled and self._settle(conn, j):
-                    settled.add(key)
-                    increments.extend(settled_increments_of(j))
+                if key not in pending_now or key in settled:
+                    continue
+                workload = self._settle(conn, j)
+                if workload is False:
+                    continue
+                settled.add(key)
+                increments.extend(settled_increments_of(j) if workloads is None else settled_increments_of(j, workload))
             pending = self._stage_counters(conn, increments)
         # Only after the commit succeeded does the in-memory view move forward.
         self._apply(pending)
+        if kept is not None:
+            workloads.adopt(kept)
         with self._mem:
             for j in new:
                 if j.usage_pending:
@@ -375,6 +394,48 @@ class Store:
             for key in settled:
                 self._pending.pop(key, None)
         return new
+
+    def _resolve_workloads(self, conn: Connection, new: list[JobRecord], book, now: float):
+        """([(workload, rejection reason)] per new job, the kept set after this transaction or
+        None when it was not read). The kept set is shared by every exporter on the database; it
+        is read and extended only when the batch brings a value the book does not know as kept,
+        under the lock row ``workloads`` (check-then-write in one transaction, never a read
+        followed by a separate write), so replicas together never keep more than ``max``."""
+        candidates = [book.candidate(j.tags) for j in new]
+        wanted = book.wanted(candidates)
+        if not wanted:
+            return [book.label(c) for c in candidates], None
+        self._lock(conn, "workloads")
+        stored = list(conn.execute(_KEPT_IN_ORDER).scalars())
+        add = book.admit(stored, wanted)
+        if add:
+            conn.execute(self._insert(workloads_table).on_conflict_do_nothing(),
+                         [{"name": name, "kept_at": now} for name in add])
+        kept = stored + add
+        have = set(kept)
+        return [book.label(c, have) for c in candidates], kept
+
+    def kept_workloads(self) -> list[str]:
+        """Workload values kept so far by any exporter on the database, in the order kept."""
+        with self._tx() as conn:
+            return list(conn.execute(_KEPT_IN_ORDER).scalars())
+
+    def workload_jobs(self, since: float | None = None) -> list[tuple[str, str, float, float | None, str, bool]]:
+        """(workload, status, finished_at, cost_usd, cost state, counts as job) of this instance's
+        records with a workload, oldest first (records are kept for the retention period; the
+        counters hold the all-time totals). Cost state: ``known``, ``pending`` (usage not final
+        yet), ``unknown`` (never knowable) or ``billed_with`` (part of another record's charge)."""
+        c, u = jobs.c, job_usage_unknown.c
+        q = (select(c.workload, c.status, c.finished_at, c.cost_usd, u.state, c.counts_as_job)
+             .select_from(jobs.outerjoin(job_usage_unknown, and_(
+                 u.instance == c.instance, u.provider == c.provider, u.backend == c.backend, u.job_id == c.job_id)))
+             .where(c.instance == self.instance, c.workload.is_not(None)))
+        if since is not None:
+            q = q.where(c.finished_at >= since)
+        with self._tx() as conn:
+            rows = conn.execute(q.order_by(c.finished_at)).all()
+        return [(w, status, finished, cost, "known" if cost is not None else state or "billed_with", bool(is_job))
+                for w, status, finished, cost, state, is_job in rows]
 
     def _note_unknown_usage(self, conn: Connection, j: JobRecord) -> None:
         if j.usage_pending or (j.cost_usd is None and not j.billed_with):
@@ -393,20 +454,22 @@ class Store:
         with self._mem:
             self._pending = {(p, b, j): t for p, b, j, t in rows}
 
-    def _settle(self, conn: Connection, j: JobRecord) -> bool:
-        """Store the final usage of a job recorded as pending; False when it was not pending
-        (settled before, or never pending): a job's usage is counted at most once."""
+    def _settle(self, conn: Connection, j: JobRecord) -> str | None | Literal[False]:
+        """Store the final usage of a job recorded as pending and return the workload stored
+        with it (None: none); False when it was not pending (settled before, or never pending):
+        a job's usage is counted at most once."""
         u = job_usage_unknown.c
         gone = conn.execute(delete(job_usage_unknown).where(
             u.instance == self.instance, u.provider == j.provider, u.backend == j.backend, u.job_id == j.job_id,
             u.state == "pending")).rowcount
         if gone != 1:
             return False
-        conn.execute(update(jobs).where(jobs.c.instance == self.instance, jobs.c.provider == j.provider,
-                                        jobs.c.backend == j.backend, jobs.c.job_id == j.job_id)
-                     .values(usage_seconds=j.usage_seconds, cost_usd=j.cost_usd))
+        workload = conn.execute(update(jobs).where(jobs.c.instance == self.instance, jobs.c.provider == j.provider,
+                                                   jobs.c.backend == j.backend, jobs.c.job_id == j.job_id)
+                                .values(usage_seconds=j.usage_seconds, cost_usd=j.cost_usd)
+                                .returning(jobs.c.workload)).scalar()
         self._note_unknown_usage(conn, j)
-        return True
+        return workload
 
     def oldest_pending_usage(self, provider: str, backend: str) -> float | None:
         """Creation time of this instance's oldest job whose usage is still pending: job

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, inspect, text
 from .errors import StateError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0002"  # the newest revision in migrations/versions (tests/test_store.py checks it)
+HEAD = "0003"  # the newest revision in migrations/versions (tests/test_store.py checks it)
 LEGACY_VERSION = "1"  # meta.schema_version of the released store, before Alembic
 # pg_advisory_xact_lock key: any constant no other application on the database uses.
 _MIGRATION_LOCK = 0x71707565_78703031  # "qpuexp01"

@@ -5,17 +5,17 @@ build the queries, on SQLite and PostgreSQL alike. tests/test_store_schema.py ch
 migrated database has exactly these columns and keys, so the two cannot drift apart.
 
 Shared by every exporter on one database: calibration history, latest snapshots, probe
-records, the probe budget ledger, probe leases, meta. Per exporter instance (the ``instance``
-column, see docs/state.md): job records (and their pending usage), counters, poll cursors and
-drift-detector state, so
-each replica keeps complete counters of its own. Counters that describe shared things (a probe
+records, the probe budget ledger, probe leases, the kept workload values, meta. Per exporter
+instance (the ``instance`` column, see docs/state.md): job records (and their pending usage and
+workload), counters, poll cursors and drift-detector state, so each replica keeps complete
+counters of its own. Counters that describe shared things (a probe
 run exists once, whoever ran it) live under the instance ``SHARED`` and every replica exports
 the same value.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Double, Integer, MetaData, PrimaryKeyConstraint, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Double, Integer, MetaData, PrimaryKeyConstraint, Table, Text
 
 SHARED = ""  # the instance of counters every replica exports alike
 
@@ -46,6 +46,8 @@ jobs = Table(
     # Unknown until the provider reports it (usage pending, no price): NULL, never 0.
     _real("usage_seconds", True), _real("cost_usd", True),
     _text("error_class"), _real("recorded_at"), _text("workload", True),
+    # False for a billing record that is not a job (an IBM session's charge).
+    Column("counts_as_job", Boolean, nullable=False),
     PrimaryKeyConstraint("instance", "provider", "backend", "job_id"),
 )
 
@@ -113,9 +115,14 @@ instances = Table(
 # takes its row FOR UPDATE on PostgreSQL; on SQLite every write transaction is BEGIN IMMEDIATE,
 # which already excludes all other writers.
 locks = Table("locks", metadata, Column("name", Text, primary_key=True))
-LOCK_NAMES = ("probe_ledger", "probe_leases", "probe_runs")
+LOCK_NAMES = ("probe_ledger", "probe_leases", "probe_runs", "workloads")
+
+# Tag values kept as `workload` labels (docs/workloads.md), shared by every exporter on the
+# database so replicas label a value alike; a value once kept stays kept. Written in the
+# transaction that counts the first job under it, holding the lock row "workloads".
+workloads = Table("workloads", metadata, Column("name", Text, primary_key=True), _real("kept_at"))
 
 # In copy order for migrate-state (no foreign keys; leases are not copied: they belong to live
 # processes of the source).
 COPIED = (meta, calibration, latest, jobs, job_usage_unknown, counters, cursors, probe_runs, probe_ledger, drift_state,
-          instances)
+          instances, workloads)

@@ -18,6 +18,7 @@ interval). Cost: per task + per shot from the price table, else from the per-sho
 device document publishes (``service.deviceCost``); 0 for FAILED/CANCELLED tasks (not
 billed); unknown for tasks inside a reservation (paid per reserved hour) and for devices
 with no price. Braket publishes no QPU time per task: ``usage_seconds`` is unknown (None).
+Each task's tags come with its search result (for workloads, docs/workloads.md): no extra call.
 The creation time of the oldest unfinished task is reported (``oldest_unfinished``) so the
 poller persists it and a task queued since before a restart is still recorded.
 
@@ -55,6 +56,7 @@ from ...model import (
     BackendStatus,
     CalibrationSnapshot,
     JobRecord,
+    bounded_tags,
     durations_from_timestamps,
     parse_timestamp,
 )
@@ -748,6 +750,7 @@ class BraketProvider(Provider):
             provider=self.kind, backend=dev.name, job_id=str(task["quantumTaskArn"]), status=status,
             created_at=created, finished_at=finished, queue_seconds=queue, execution_seconds=execution,
             usage_seconds=None, cost_usd=cost, error_class=error, cost_unknown_reason=reason,
+            tags=task_tags(task.get("tags")),
         )
 
     def _task_cost(self, dev: _Device, status: str, shots: int, detail: dict | None) -> tuple[float | None, str]:
@@ -766,3 +769,9 @@ class BraketProvider(Provider):
                 log.warning("no price for Braket device; its tasks' cost is counted as unknown", backend=dev.name)
             return None, "unpriced_device"
         return price.task_cost(shots), ""
+
+
+def task_tags(tags: Any) -> tuple[tuple[str, str], ...]:
+    """A task's tags as (key, value) pairs. SearchQuantumTasks returns them on every task
+    summary (QuantumTaskSummary.tags), so reading them costs no request; absent means none."""
+    return bounded_tags(sorted(tags.items())) if isinstance(tags, dict) else ()

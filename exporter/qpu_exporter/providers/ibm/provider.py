@@ -9,7 +9,8 @@ each endpoint rather than the SDK's object layer, because:
   0.51); the raw ``/properties`` payload goes to ``parse_properties``, which
   keeps offsets and per-metric dates;
 * ``RuntimeJobV2.status()`` makes one ``GET /jobs/{id}`` per job; the list endpoint
-  already carries each job's state, so one paged ``GET /jobs`` serves hundreds of jobs.
+  already carries each job's state (and its tags, read for workloads: docs/workloads.md),
+  so one paged ``GET /jobs`` serves hundreds of jobs.
 
 ``RuntimeClient`` is private API; if a future SDK drops a method we use, polls fail with
 ``unavailable`` and a message naming it (pin-tested against 0.51).
@@ -42,6 +43,7 @@ mode the session's active wall-clock time (one billing record per session); usag
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -61,6 +63,7 @@ from ...model import (
     BackendStatus,
     CalibrationSnapshot,
     JobRecord,
+    bounded_tags,
     durations_from_timestamps,
     parse_timestamp,
 )
@@ -81,11 +84,24 @@ ATTEMPT_TAG_PREFIX = "qpu-exporter-attempt-"  # plus a random id: finds a job wh
 JOBS_PAGE_SIZE = 100
 RECORD_CACHE_SIZE = 20000  # finished jobs remembered, so overlapping windows cost no metrics calls
 
+_KEY_VALUE_TAG = re.compile(r"([^:=]*)[:=](.*)", re.DOTALL)
+
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+def job_tags(tags: Any) -> tuple[tuple[str, str], ...]:
+    """A job's tags (the list's ``tags``, free strings) as (key, value) pairs: "key:value" or
+    "key=value", split at the first ':' or '='; a tag without either is not a key/value tag."""
+    pairs = []
+    for tag in tags if isinstance(tags, list) else ():
+        m = _KEY_VALUE_TAG.match(tag) if isinstance(tag, str) else None
+        if m:
+            pairs.append((m.group(1).strip(), m.group(2)))
+    return bounded_tags(pairs)
 
 
 def read_token(config: IbmProviderConfig, environ: dict[str, str] | None = None) -> str:
@@ -583,6 +599,7 @@ class IbmProvider(Provider):
             provider=self.kind, backend=backend, job_id=str(entry["id"]), status=status,
             created_at=created, finished_at=finished, queue_seconds=queue, execution_seconds=execution,
             usage_seconds=None, cost_usd=None, error_class=error_class(status, code),
+            tags=job_tags(entry.get("tags")),
         )
         sid = billing.session_id_of(entry)
         if sid is not None and self._session_mode(sid):
@@ -632,6 +649,8 @@ class IbmProvider(Provider):
             created_at=min(j.created_at for j in jobs), finished_at=closed or max(j.finished_at for j in jobs),
             queue_seconds=None, execution_seconds=None, usage_seconds=charge.usage_seconds, cost_usd=charge.cost_usd,
             cost_unknown_reason=charge.reason, usage_pending=charge.pending, counts_as_job=False,
+            # A session has no tags of its own (GET /sessions/{id} returns none, see IBM's Qiskit
+            # Runtime REST API reference, Sessions): its charge counts under workload "untagged".
         )
 
     def _remember(self, record: JobRecord) -> None:

@@ -70,6 +70,22 @@ class SimulatedProviderConfig(Strict):
     # When set, the fleet is the synthetic one instead of the listed backends (the first
     # listed backend is the template).
     scale: ScaleConfig | None = None
+    # Workload tag values its jobs carry as a `team` tag (about a tenth stay untagged), each
+    # with its own failure rate, queue time and job size (providers/simulated/workloads.py).
+    workload_tags: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("workload_tags")
+    @classmethod
+    def _workload_tag_values(cls, names: list[str]) -> list[str]:
+        from ...workloads import RESERVED, is_clean
+
+        for name in names:
+            if not is_clean(name) or name in RESERVED:
+                raise ValueError(f"{name!r} is not a usable workload name (letters, digits, '-', '_', '.'; "
+                                 f"not {' or '.join(RESERVED)})")
+        if len(set(names)) != len(names):
+            raise ValueError("workload tags must be unique")
+        return names
 
     def fleet(self) -> list[str]:
         """Names of the backends this provider simulates."""

@@ -51,6 +51,7 @@ from ...model import (
 from ..base import Provider, ProviderError
 from ..fake_snapshots import load_snapshot, processor_name
 from ..ibm.properties import parse_properties
+from .workloads import SIM_TAG_KEY, draw_workload, profile
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -72,6 +73,8 @@ OUTAGE_PER_DAY, OUTAGE_MEAN = 1 / 30, 1 * HOUR
 PENDING_LOG10_SIGMA, PENDING_TAU = 0.3, 2 * HOUR
 JOBS_PER_HOUR = 12.0
 JOB_FAIL_P, JOB_CANCEL_P = 0.03, 0.01
+EXECUTION_MEDIAN, EXECUTION_LOG_SIGMA = 15.0, 0.8  # seconds; log-normal
+USAGE_SHARE_DONE, USAGE_SHARE_FAILED = 0.85, 0.4  # billed share of the execution time
 # The simulated fleet's own list price: IBM's Pay-As-You-Go rate (USD 96 per QPU minute), so
 # the cost counters, budget alerts and the probe USD cap are exercised as on a paid plan.
 USD_PER_QPU_SECOND = 1.60
@@ -92,6 +95,7 @@ class _Job:
     status: str
     error_class: str
     draw: float  # the job's own uniform draw, so a job_failures incident decides at read time
+    workload: str | None = None  # its `team` tag (workloads.py)
 
     @property
     def finished(self) -> float:
@@ -102,7 +106,7 @@ class _SimBackend:
     """State of one simulated backend, advanced in fixed simulated steps."""
 
     def __init__(self, name: str, seed: int, measurement_interval: float, calm: bool = False,
-                 base: CalibrationSnapshot | None = None, processor: str = ""):
+                 base: CalibrationSnapshot | None = None, processor: str = "", workload_tags: list[str] | None = None):
         if base is None:  # a real fake backend's snapshot; otherwise a synthetic one (scale)
             conf, props = load_snapshot(name)
             base, _ = parse_properties(props, provider="simulated", backend=name, fetched_at=0.0)
@@ -112,6 +116,7 @@ class _SimBackend:
             self.num_qubits = len(base.qubits)
             self.processor = processor
         self.name = name
+        self.workload_tags = list(workload_tags or [])
         self.salt = _backend_salt(name)
         self.seed = seed
         self.lock = threading.Lock()
@@ -264,23 +269,37 @@ class _SimBackend:
     def _arrivals(self, rng: np.random.Generator, t0: float, dt: float) -> None:
         count = rng.poisson(JOBS_PER_HOUR * dt / HOUR)
         pressure = 10.0**self.xq
+        # Workload draws have their own stream, so a fleet without tags evolves as it always did.
+        teams = np.random.default_rng([self.seed, self.salt, self.k, 2]) if self.workload_tags else None
         for i in range(count):
             created = t0 + rng.uniform(0, dt)
             queue = float(rng.lognormal(math.log(180.0 * pressure), 1.0))
-            execution = float(rng.lognormal(math.log(15.0), 0.8))
+            execution = float(rng.lognormal(math.log(EXECUTION_MEDIAN), EXECUTION_LOG_SIGMA))
             u = rng.random()
+            workload = None if teams is None else draw_workload(self.workload_tags, teams)
+            prof = profile(self.workload_tags, workload)
             status, cls = JOB_DONE, ""
             if u < JOB_CANCEL_P:
                 status = JOB_CANCELLED
-            elif u < JOB_CANCEL_P + JOB_FAIL_P:
+            elif u < JOB_CANCEL_P + JOB_FAIL_P * prof.failure:
                 status, cls = JOB_FAILED, str(rng.choice(ERROR_CLASSES))
-            self.jobs.append(_Job(f"sim-{self.name}-{self.k}-{i}", created, queue, execution, status, cls, u))
+            if teams is not None and teams.random() < prof.invalid_input_share and status == JOB_FAILED:
+                cls = "invalid_input"
+            self.jobs.append(_Job(f"sim-{self.name}-{self.k}-{i}", created, queue * prof.queue,
+                                  execution * prof.execution, status, cls, u, workload))
 
     def prune_jobs(self, sim_now: float) -> None:
         self.jobs = [j for j in self.jobs if j.finished > sim_now - JOB_WINDOW]
 
     def pending_jobs(self) -> int:
         return int(round(self.pending_level * 10.0**self.xq))
+
+
+def expected_cost_per_job_usd(execution_factor: float = 1.0) -> float:
+    """Mean cost of a simulated job without incidents (cancelled jobs cost nothing)."""
+    execution = EXECUTION_MEDIAN * math.exp(EXECUTION_LOG_SIGMA**2 / 2) * execution_factor
+    billed = USAGE_SHARE_DONE * (1 - JOB_CANCEL_P - JOB_FAIL_P) + USAGE_SHARE_FAILED * JOB_FAIL_P
+    return execution * billed * USD_PER_QPU_SECOND
 
 
 class SimulatedProvider(Provider):
@@ -300,12 +319,14 @@ class SimulatedProvider(Provider):
         self.started_sim = self._sim_now()
         calm = cfg.dynamics == "calm"
         if cfg.scale is None:
-            self._backends = {name: _SimBackend(name, cfg.seed, measurement_interval, calm=calm) for name in cfg.backends}
+            self._backends = {name: _SimBackend(name, cfg.seed, measurement_interval, calm=calm,
+                                                workload_tags=cfg.workload_tags) for name in cfg.backends}
         else:
             from .synthetic import synthetic_fleet
 
             self._backends = {
-                name: _SimBackend(name, cfg.seed, measurement_interval, calm=calm, base=base, processor=proc)
+                name: _SimBackend(name, cfg.seed, measurement_interval, calm=calm, base=base, processor=proc,
+                                  workload_tags=cfg.workload_tags)
                 for name, base, proc in synthetic_fleet(cfg.backends[0], cfg.scale.backends, cfg.scale.qubits, cfg.seed)
             }
         self._incidents: dict[str, list[Incident]] = {}
@@ -445,7 +466,7 @@ class SimulatedProvider(Provider):
                 if fail_p and status == JOB_DONE and j.draw < max(fail_p):
                     status, cls = JOB_FAILED, "execution_error"
                 execution = 0.0 if status == JOB_CANCELLED else j.execution
-                usage = execution * (0.85 if status == JOB_DONE else 0.4)
+                usage = execution * (USAGE_SHARE_DONE if status == JOB_DONE else USAGE_SHARE_FAILED)
                 out.append(
                     JobRecord(
                         provider=self.kind,
@@ -459,6 +480,7 @@ class SimulatedProvider(Provider):
                         usage_seconds=usage,
                         cost_usd=usage * USD_PER_QPU_SECOND,
                         error_class=cls,
+                        tags=((SIM_TAG_KEY, j.workload),) if j.workload else (),
                     )
                 )
             b.prune_jobs(now)
