@@ -25,7 +25,7 @@ from qpu_exporter.instrument import Instrumentation
 from qpu_exporter.instrument.braket_devices import PROGRAM_FINGERPRINT_VERSION, program_fingerprint, to_qiskit
 from qpu_exporter.instrument.reference import ideal_distribution
 from qpu_exporter.probes.agreement import hellinger_fidelity
-from qpu_exporter.providers.ibm_properties import parse_timestamp
+from qpu_exporter.providers.ibm.properties import parse_timestamp
 from qpu_exporter.rb.circuits import circuit_fingerprint
 
 W = "vqe-h2"

@@ -18,8 +18,8 @@ from test_ibm_provider import API, CRN, TOKEN, payloads, stub  # noqa: F401 - fi
 from conftest import sample
 from qpu_exporter.instrument import Instrumentation
 from qpu_exporter.probes.agreement import bell_circuit, hellinger_fidelity
-from qpu_exporter.providers.ibm import isa_circuit
-from qpu_exporter.providers.ibm_properties import parse_timestamp
+from qpu_exporter.providers.ibm.provider import isa_circuit
+from qpu_exporter.providers.ibm.properties import parse_timestamp
 
 pytestmark = pytest.mark.filterwarnings("ignore:The SamplerV2 class is deprecated:DeprecationWarning")
 W = "vqe-h2"
