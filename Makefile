@@ -52,8 +52,11 @@ test-binaries:
 	  echo "test binaries missing; run: sudo apt-get install -y --no-install-recommends $(TEST_PACKAGES)" >&2; exit 1; \
 	fi
 
+# Two pytest workers: most integration tests wait on the exporter, Prometheus or PostgreSQL
+# rather than use a core, so two run side by side on a 2-core machine (TEST_WORKERS=0: serial).
+TEST_WORKERS ?= 2
 test: install-dev test-binaries
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 # The container image, labelled with the commit it was built from (build_info's revision).
 image:
