@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import ndtr
 
 HUBER_C = 2.5
 ITERATIONS = 40
@@ -25,7 +24,7 @@ SIGMA_FLOOR_ABS = 1e-300
 def _clipped_normal_second_moment(c: float) -> float:
     """E[clip(Z, -c, c)^2] for Z ~ N(0, 1)."""
     pdf = math.exp(-0.5 * c * c) / math.sqrt(2.0 * math.pi)
-    tail = 1.0 - ndtr(c)
+    tail = 0.5 * math.erfc(c / math.sqrt(2.0))  # 1 - Phi(c)
     return (1.0 - 2.0 * tail) - 2.0 * c * pdf + 2.0 * c * c * tail
 
 
