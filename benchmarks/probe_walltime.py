@@ -50,7 +50,9 @@ def main() -> None:
     store = Store(Path(tempfile.mkdtemp()) / "bench.db")
     sim = build_providers(cfg, origin=time.time())[0]
     timed = Timed(sim)
-    runner = ProbeRunner([timed], store, cfg.probes)
+    # The worker loop on a thread, so the wrapper times execution in this process (the
+    # exporter runs the same loop in a worker process: benchmarks/footprint.py).
+    runner = ProbeRunner([timed], store, cfg.probes, isolation="thread")
     fit_seconds = {"t": 0.0}
     orig_fit = runner_mod.fit_record
 
