@@ -117,6 +117,34 @@ def test_an_attempt_whose_jobs_could_not_be_cancelled_is_cancelled_by_the_next_h
     store.close()
 
 
+def test_a_supervisor_that_loses_the_lease_kills_its_worker(tmp_path):
+    """Another process judged this one dead and took the backend (a replica after a network
+    partition): the next heartbeat finds the lease gone, kills the worker and cancels its job."""
+    root = tmp_path / "jobs"
+    root.mkdir()
+    provider = FileJobsProvider(root)
+    provider.set_mode("hang")
+    store = Store(tmp_path / "state.db")
+    other = Store(tmp_path / "state.db")
+    runner = ProbeRunner([provider], store, _cfg(), isolation="thread", lease_seconds=0.4)
+    runner.register_backend("simulated", BACKEND)
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.extend(runner.probe_backend(provider, BACKEND, targets=[TARGET])))
+    thread.start()
+    attempt = wait_until(lambda: store.meta(f"probe_attempt:simulated:{BACKEND}"), 60, "the attempt in flight")
+    job_id = json.loads(attempt)["attempt_id"]
+    wait_until(lambda: (root / f"{job_id}.json").exists(), 60, "the job submitted")
+    assert other.acquire_probe_lease("simulated", BACKEND, "other-host:1:x", time.time(), 60,
+                                     holder_dead=lambda holder: True)
+    thread.join(30)
+    [out] = outcome
+    assert out.status == "failed" and out.reason.startswith("worker_lease_lost:"), out.reason
+    assert provider.job(job_id)["state"] == "cancelled"
+    assert _counter(store, "qpu_probe_worker_failures_total", reason="lease_lost") == 1
+    other.close()
+    store.close()
+
+
 # --- a serving exporter whose worker is killed ------------------------------------------------------
 
 EXPORTER_CONFIG = """

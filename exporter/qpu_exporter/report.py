@@ -122,7 +122,7 @@ def _qubit_t1(store: Store, out: Path, plt, key, settings: DriftSettings) -> Pat
 
 
 def _probe_decay(store: Store, out: Path, plt) -> Path | None:
-    from .probes.runner import survival_of
+    from .probes.fitting import survival_of
 
     runs = store.probe_runs(status="ok", limit=1)
     if not runs:

@@ -7,9 +7,10 @@ probe record in the store with everything needed to re-run it exactly. Never two
 one backend at once: an in-process lock plus a lease row in the state file (so the CLI, the
 exporter and other replicas exclude each other too), renewed by a heartbeat while the probe runs.
 
-The serving process does the cheap, money-related part (design, price, reservation, records,
-the fit); generating and executing the circuits runs in a worker process (probes/worker.py),
-one per probe, so qiskit, Aer and the provider SDK's submission never run in the exporter.
+The serving process does the cheap, money-related part (design, price, reservation, records);
+generating and executing the circuits and fitting the counts run in a worker process
+(probes/worker.py), one per probe, so qiskit, Aer, scipy's fit and the provider SDK's
+submission never run in the exporter.
 Scheduled ticks run on daemon threads, so a probe in flight never holds up polls or shutdown.
 """
 
@@ -75,14 +76,6 @@ def calibration_subset(snap: CalibrationSnapshot, qubits: tuple[int, ...]) -> Ca
         [q for q in snap.qubits if q.qubit in wanted],
         [g for g in snap.gates if set(g.qubits) <= wanted],
     )
-
-
-def survival_of(counts: dict[str, int], n: int) -> tuple[float, int]:
-    from ..rb.cli_fit import is_all_zeros_outcome
-
-    total = sum(counts.values())
-    zero = sum(v for k, v in counts.items() if is_all_zeros_outcome(k))
-    return (zero / total if total else math.nan), total
 
 
 class ProbeRunner:
@@ -419,7 +412,7 @@ class ProbeRunner:
         record["sequences"] = result["sequences"]
         if result["agreement"] is not None:
             record["agreement"] = result["agreement"]
-        fitted, reason = fit_record(record)
+        fitted, reason = result["fit"]  # fitted in the worker: scipy stays out of this process
         if fitted is None:
             return fail(f"fit failed: {reason}")
         record["result"] = fitted
@@ -448,12 +441,14 @@ class ProbeRunner:
         cancelled now, or by the next holder of the backend if that fails. Not retried: a crash
         or an overrun would most likely repeat."""
         kind, backend = target.provider, target.backend
+        if failure.kind == "stopped":
+            # Shutting down: not a probe failure, nothing recorded (as an unfinished probe never
+            # was). No remote calls now: the attempt stays in the state file and the next start
+            # cancels its jobs.
+            log.info("probe abandoned at shutdown", provider=kind, backend=backend, qubits=target.qubits_label)
+            return ProbeOutcome(target, "skipped", "stopped")
         attempt = self._open_attempt(kind, backend)
         cancelled = self._cancel_attempt(provider, backend, attempt) if attempt is not None else True
-        if failure.kind == "stopped":  # shutting down: not a probe failure; nothing recorded
-            log.info("probe abandoned at shutdown", provider=kind, backend=backend, qubits=target.qubits_label,
-                     jobs_cancelled=cancelled)
-            return ProbeOutcome(target, "skipped", "stopped")
         if failure.kind in WORKER_FAILURE_REASONS and self.count:
             self.store.add_counters([("qpu_probe_worker_failures_total",
                                       {**self._labels(kind, backend), "reason": failure.kind}, 1.0)])
@@ -520,40 +515,6 @@ class ProbeRunner:
             session.close()
         return {"fingerprints": [s["fingerprint"] for s in result["sequences"]],
                 "counts": [s["counts"] for s in result["sequences"]]}
-
-
-def fit_record(record: dict) -> tuple[dict | None, str]:
-    """Fit a probe record's counts: (result section, "") or (None, reason)."""
-    from ..rb.fit import fit_interleaved_rb, fit_rb
-
-    seqs = record["sequences"]
-    n = record["design"]["num_qubits"]
-    lengths, surv, shots, flags = [], [], [], []
-    for s in seqs:
-        y, total = survival_of(s["counts"], n)
-        lengths.append(s["length"])
-        surv.append(y)
-        shots.append(total)
-        flags.append(bool(s["interleaved"]))
-    gate = record["design"].get("interleaved_gate")
-    if gate:
-        r = fit_interleaved_rb(lengths, surv, shots, flags, n)
-        if not r.ok:
-            return None, r.reason
-        std = r.standard
-        inter = {"gate": gate, **r.to_dict()}
-        inter.pop("ok"), inter.pop("reason")
-    else:
-        std = fit_rb(lengths, surv, shots, n)
-        if not std.ok:
-            return None, std.reason
-        inter = None
-    out = {k: v for k, v in std.to_dict().items() if k not in ("ok", "reason")}
-    if not (math.isfinite(out["epc"]) and math.isfinite(out["epc_stderr"])):
-        return None, "fit returned a non-finite EPC"
-    if inter:
-        out["interleaved"] = inter
-    return out, ""
 
 
 def lease_holder_dead(holder: str) -> bool:

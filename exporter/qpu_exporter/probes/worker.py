@@ -46,12 +46,14 @@ from multiprocessing.connection import Connection, Pipe
 from ..logs import JsonFormatter, get_logger
 from ..model import CalibrationSnapshot
 from ..providers.base import Provider, ProviderError
+from . import fitting
 
 log = get_logger("qpu_exporter.probe")
 
 # Not ``-m``: that would run this module as __main__ beside the copy unpickling imports.
 ENTRY = "import sys; from qpu_exporter.probes.worker import main; sys.exit(main(sys.argv[1:]))"
-START_SECONDS = 300.0  # import, rebuild the provider, synthesise the basis's Cliffords
+START_SECONDS = 300.0
+WORKER_NICE = 10  # CPU priority below the serving process (weight ~1/10 when both want a core)  # import, rebuild the provider, synthesise the basis's Cliffords
 POLL_SECONDS = 0.25  # how often a waiting supervisor checks the stop flag
 PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its supervisor still lives
 
@@ -104,8 +106,9 @@ def probe_circuits(spec: AttemptSpec, progress: Progress | None = None) -> dict:
 
 def execute_attempt(provider: Provider, spec: AttemptSpec, progress: Progress | None = None,
                     circuits: dict | None = None) -> dict:
-    """Generate (unless given) and run one attempt: {"sequences": [metadata + counts],
-    "agreement": {fingerprint, counts, shots} | None}. Raises ProviderError."""
+    """Generate (unless given), run and fit one attempt: {"sequences": [metadata + counts],
+    "agreement": {fingerprint, counts, shots} | None, "fit": (result | None, reason)}.
+    Raises ProviderError."""
     from ..rb.circuits import circuit_fingerprint
 
     circuits = circuits if circuits is not None else probe_circuits(spec, progress)
@@ -127,7 +130,8 @@ def execute_attempt(provider: Provider, spec: AttemptSpec, progress: Progress | 
         raise ProviderError("malformed", f"{len(counts)} results for {len(sequences)} circuits")
     for seq, c in zip(sequences, counts):
         seq["counts"] = c
-    return {"sequences": sequences, "agreement": agreement}
+    return {"sequences": sequences, "agreement": agreement,
+            "fit": fitting.fit_record({"design": spec.design, "sequences": sequences})}
 
 
 # qiskit's plugin namespaces that transpile() loads in full on first use.
@@ -228,6 +232,8 @@ def main(argv: list[str]) -> int:
             f.write("1000")
     except OSError:
         pass
+    # A probe is a batch job: on a small machine the serving process's scrapes come first.
+    os.nice(WORKER_NICE)
     from .. import logs
 
     logs.setup(argv[2], argv[3])
@@ -420,6 +426,7 @@ class WorkerSession:
 
     def _wait(self, deadline: float, what: str) -> tuple:
         next_beat = time.monotonic() + self.heartbeat_every
+        renewed = time.monotonic()
         while True:
             now = time.monotonic()
             if self.stopped.is_set():
@@ -431,9 +438,7 @@ class WorkerSession:
                 raise WorkerFailure("timeout", f"worker killed: no answer within its deadline"
                                                + (f" of {limit:g} s for start-up" if limit else ""))
             if now >= next_beat:
-                if not self.heartbeat():
-                    self._kill()
-                    raise WorkerFailure("lease_lost", "worker killed: another process took the backend's probe lease")
+                renewed = self._beat(renewed, now)
                 next_beat = now + self.heartbeat_every
             try:
                 ready = self.worker.poll(max(0.0, min(deadline, next_beat, now + POLL_SECONDS) - now))
@@ -452,6 +457,22 @@ class WorkerSession:
             if reply[0] == "error" and what == "start":
                 raise ProviderError(reply[1], reply[2])
             return reply
+
+    def _beat(self, renewed: float, now: float) -> float:
+        """Renew the lease; kill the worker once it is lost, or when renewals have failed (the
+        state file unreachable) for three heartbeats, i.e. before the lease could expire."""
+        try:
+            ok: bool | None = self.heartbeat()
+        except Exception as exc:  # noqa: BLE001 - a store fault; the lease still runs for a while
+            log.warning("probe lease renewal failed", error=type(exc).__name__)
+            ok = None
+        if ok:
+            return now
+        if ok is False or now - renewed >= 3 * self.heartbeat_every:
+            self._kill()
+            raise WorkerFailure("lease_lost", "worker killed: " + ("another process took the backend's probe lease"
+                                                                  if ok is False else "the probe lease could not be renewed"))
+        return renewed
 
     def _died(self) -> WorkerFailure:
         how = self.worker.died()
