@@ -312,3 +312,29 @@ def test_the_gate_count_table_is_the_synthesis_and_covers_every_probe_basis():
         assert (1, basis) in TABLE, basis
         if basis[-1] in TWO_QUBIT_GATES:
             assert (2, basis) in TABLE, basis
+
+
+def test_a_provider_that_cannot_travel_to_a_worker_fails_the_probe_once_without_retries(tmp_path):
+    """A provider holding live state that does not pickle is refused as unsupported: one failed
+    probe, one reservation, no worker left behind (retrying could only spend more budget)."""
+    import threading as _threading
+
+    class Unpicklable(FileJobsProvider):
+        def __init__(self, root):
+            super().__init__(root)
+            self.lock = _threading.Lock()
+
+        def __reduce__(self):
+            return object.__reduce__(self)
+
+    root = tmp_path / "jobs"
+    root.mkdir()
+    provider = Unpicklable(root)
+    store = Store(tmp_path / "state.db")
+    runner = ProbeRunner([provider], store, _cfg(retries=3))
+    runner.register_backend("simulated", BACKEND)
+    [out] = runner.probe_backend(provider, BACKEND, targets=[TARGET])
+    assert out.status == "failed" and "unsupported" in out.reason and "cannot be sent to a probe worker" in out.reason
+    assert out.attempts == 1 and store.probe_budget_used("simulated", BACKEND, 0)[0] == out.shots
+    assert list(root.glob("*.json")) == []  # nothing was submitted
+    store.close()

@@ -366,11 +366,12 @@ class ProbeRunner:
         attempts, spent_shots, spent_usd = 1, shots, usd
         session: WorkerSession | None = None
 
-        def fail(reason: str) -> ProbeOutcome:
+        def fail(reason: str, counters: tuple = ()) -> ProbeOutcome:
             record["attempts"] = attempts
             if session is not None and session.sequences is not None:
                 record.setdefault("sequences", session.sequences)  # what was (or would have been) sent
-            return self._finish(target, started, t0, "failed", reason, record, spent_shots, spent_usd, attempts, snap)
+            return self._finish(target, started, t0, "failed", reason, record, spent_shots, spent_usd, attempts, snap,
+                                counters)
 
         try:
             while True:
@@ -449,19 +450,17 @@ class ProbeRunner:
             return ProbeOutcome(target, "skipped", "stopped")
         attempt = self._open_attempt(kind, backend)
         cancelled = self._cancel_attempt(provider, backend, attempt) if attempt is not None else True
-        if failure.kind in WORKER_FAILURE_REASONS and self.count:
-            self.store.add_counters([("qpu_probe_worker_failures_total",
-                                      {**self._labels(kind, backend), "reason": failure.kind}, 1.0)])
         log.warning("probe worker failed", provider=kind, backend=backend, qubits=target.qubits_label,
                     failure=f"worker_{failure.kind}", error=str(failure), jobs_cancelled=cancelled)
-        return fail(f"worker_{failure.kind}: {failure}")
+        counter = ("qpu_probe_worker_failures_total", {**self._labels(kind, backend), "reason": failure.kind}, 1.0)
+        return fail(f"worker_{failure.kind}: {failure}", (counter,))
 
     def _finish(self, target: ProbeTarget, started: float, t0: float, status: str, reason: str, record: dict,
-                shots: int, usd: float, attempts: int, snap: CalibrationSnapshot) -> ProbeOutcome:
+                shots: int, usd: float, attempts: int, snap: CalibrationSnapshot, counters: tuple = ()) -> ProbeOutcome:
         kind, backend = target.provider, target.backend
         finished = self.clock()
         labels = self._labels(kind, backend)
-        inc = [("qpu_probe_runs_total", labels, 1.0), ("qpu_probe_shots_total", labels, float(shots))]
+        inc = [("qpu_probe_runs_total", labels, 1.0), ("qpu_probe_shots_total", labels, float(shots)), *counters]
         if status != "ok":
             inc.append(("qpu_probe_failures_total", labels, 1.0))
         record = {**record, "status": status, "reason": reason}

@@ -293,9 +293,13 @@ class ProcessWorker:
         try:
             self._out.send(("init", list(sys.path)))
             self._out.send(("provider", provider))  # pickled: the worker rebuilds it from its config
-        except Exception:
+        except Exception as exc:
             self.kill()
-            raise
+            if isinstance(exc, OSError):
+                raise
+            # Deterministic (a provider holding a lock or a session): retrying cannot help.
+            raise ProviderError("unsupported", f"the {provider.kind} provider cannot be sent to a probe worker: "
+                                               f"{type(exc).__name__}: {exc}") from None
 
     def send(self, msg: tuple) -> None:
         self._out.send(msg)
@@ -410,7 +414,10 @@ class WorkerSession:
     _closed: bool = field(default=False, init=False)
 
     def start(self, basis: tuple[str, ...], num_qubits: int) -> None:
-        self.worker.send(("warm", tuple(basis), num_qubits))
+        try:
+            self.worker.send(("warm", tuple(basis), num_qubits))
+        except OSError:
+            pass  # the worker is gone: why (its last message, or its exit) is read below
         self._wait(time.monotonic() + START_SECONDS, "start")
 
     def attempt(self, spec: AttemptSpec, timeout: float) -> dict:
