@@ -30,22 +30,24 @@ BACKEND = "fake_sherbrooke"
 TRUE_P = 0.98
 
 
-class FileJobsProvider(Provider):
+def simulated(clock=time.time, origin: float | None = None, incidents=()):
+    """The simulated fake_sherbrooke (calm, seed 3) the probe tests take calibrations from."""
+    cfg = Config.model_validate({"providers": [{"kind": "simulated", "backends": [BACKEND], "dynamics": "calm",
+                                                "seed": 3, "incidents": list(incidents)}]})
+    return build_providers(cfg, origin=origin if origin is not None else clock(), clock=clock)[0]
+
+
+class SimulatedCalibration(Provider):
+    """Status and calibration from the simulated fake_sherbrooke (built on first use); what a
+    test provider scripts is its execution."""
+
     kind = "simulated"
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self._sim = None
-
-    def __reduce__(self):
-        return (FileJobsProvider, (str(self.root),))
+    _sim = None
 
     @property
     def sim(self):
         if self._sim is None:
-            cfg = Config.model_validate({"providers": [{"kind": "simulated", "backends": [BACKEND], "dynamics": "calm",
-                                                        "seed": 3}]})
-            self._sim = build_providers(cfg, origin=time.time())[0]
+            self._sim = simulated()
         return self._sim
 
     def backends(self):
@@ -59,6 +61,14 @@ class FileJobsProvider(Provider):
 
     def jobs(self, backend, since):
         return []
+
+
+class FileJobsProvider(SimulatedCalibration):
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __reduce__(self):
+        return (FileJobsProvider, (str(self.root),))
 
     def set_mode(self, mode: str) -> None:
         (self.root / "mode").write_text(mode)

@@ -10,14 +10,14 @@ import time
 
 import numpy as np
 import pytest
+from fake_remote import SimulatedCalibration, simulated
 
-from qpu_exporter.config import Config, ProbesConfig
+from qpu_exporter.config import ProbesConfig
 from qpu_exporter.model import BackendStatus
 from qpu_exporter.probes.budget import WINDOW_SECONDS
 from qpu_exporter.probes.runner import ProbeRunner
 from qpu_exporter.probes.targets import ProbeTarget, auto_targets, check_target
-from qpu_exporter.providers.base import Provider, ProviderError
-from qpu_exporter.providers.factory import build_providers
+from qpu_exporter.providers.base import ProviderError
 from qpu_exporter.store import Store
 
 BACKEND = "fake_sherbrooke"
@@ -25,18 +25,13 @@ TRUE_P = 0.98  # decay per Clifford of the fake executor: EPC = 0.01 (1q)
 
 
 def _sim(incidents=(), clock=time.time, origin=None):
-    cfg = Config.model_validate({"providers": [{"kind": "simulated", "backends": [BACKEND], "dynamics": "calm",
-                                                "seed": 3, "incidents": list(incidents)}]})
-    return build_providers(cfg, origin=origin if origin is not None else clock(), clock=clock)[0]
+    return simulated(clock, origin, incidents)
 
 
-class FakeExecutor(Provider):
+class FakeExecutor(SimulatedCalibration):
     """The simulated backend's calibration and status, with a scripted executor."""
 
-    kind = "simulated"
-
     def __init__(self, fail_first: int = 0, decay: bool = True, block: threading.Event | None = None):
-        self.sim = _sim()
         self.fail_first = fail_first
         self.decay = decay
         self.block = block
@@ -45,18 +40,6 @@ class FakeExecutor(Provider):
         self.max_active = 0
         self.entered = threading.Event()
         self._lock = threading.Lock()
-
-    def backends(self):
-        return self.sim.backends()
-
-    def status(self, backend):
-        return self.sim.status(backend)
-
-    def calibration(self, backend):
-        return self.sim.calibration(backend)
-
-    def jobs(self, backend, since):
-        return []
 
     def run_circuits(self, backend, circuits, shots, seed, calibration=None, attempt_id=None):
         with self._lock:

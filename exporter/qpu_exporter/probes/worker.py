@@ -272,7 +272,23 @@ def _exit_description(returncode: int | None) -> str:
     return f"exited with status {returncode}"
 
 
-class ProcessWorker:
+class _Pipes:
+    """The supervisor's ends of a worker's two pipes: ``_out`` to it, ``_in`` from it."""
+
+    _out: Connection
+    _in: Connection
+
+    def send(self, msg: tuple) -> None:
+        self._out.send(msg)
+
+    def poll(self, timeout: float) -> bool:
+        return self._in.poll(timeout)
+
+    def recv(self) -> tuple:
+        return self._in.recv()
+
+
+class ProcessWorker(_Pipes):
     """A worker process. Construction starts it and hands it the provider."""
 
     def __init__(self, provider: Provider):
@@ -300,15 +316,6 @@ class ProcessWorker:
             # Deterministic (a provider holding a lock or a session): retrying cannot help.
             raise ProviderError("unsupported", f"the {provider.kind} provider cannot be sent to a probe worker: "
                                                f"{type(exc).__name__}: {exc}") from None
-
-    def send(self, msg: tuple) -> None:
-        self._out.send(msg)
-
-    def poll(self, timeout: float) -> bool:
-        return self._in.poll(timeout)
-
-    def recv(self) -> tuple:
-        return self._in.recv()
 
     def died(self) -> str:
         """Why the worker is gone (waits briefly for its exit status)."""
@@ -344,7 +351,7 @@ class ProcessWorker:
                 pass
 
 
-class ThreadWorker:
+class ThreadWorker(_Pipes):
     """``serve`` on a thread of this process, with the same messages. It cannot be
     killed: a deadline or a lost lease abandons it (the thread ends when its provider call
     returns). For providers that cannot be rebuilt in another process, and tests."""
@@ -368,15 +375,6 @@ class ThreadWorker:
         finally:
             outbox.close()
             inbox.close()
-
-    def send(self, msg: tuple) -> None:
-        self._out.send(msg)
-
-    def poll(self, timeout: float) -> bool:
-        return self._in.poll(timeout)
-
-    def recv(self) -> tuple:
-        return self._in.recv()
 
     def died(self) -> str:
         return "thread ended"
