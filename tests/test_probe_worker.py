@@ -242,8 +242,8 @@ import json, sys, time
 from qpu_exporter.app import Exporter
 from qpu_exporter.config import Config
 
-cfg = Config.model_validate({"state_path": sys.argv[1], "probes": {"start_delay": "1h", "shots_per_probe": 600,
-                                                                   "max_length": 200}})
+cfg = Config.model_validate({"state_path": sys.argv[1], "probes": {"start_delay": "1h", "shots_per_probe": 400,
+                                                                   "max_length": 60, "max_circuits": 8}})
 ex = Exporter(cfg, ("127.0.0.1", 0))
 ex.start()
 provider = ex.providers[0]
@@ -266,8 +266,10 @@ def test_the_default_fleet_serves_without_quantum_sdks_and_the_worker_computes_w
                           timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["status"] == ["ok"], report["reason"]
-    assert report["modules"] == []  # polls, design, price, reservation, fit: none of the SDKs
+    # A small design (the fit may find no decay in it: then the probe fails, for a reason that
+    # is not the worker's); what matters is where each part ran and what it computed.
+    assert report["status"] in (["ok"], ["failed"]) and not report["reason"][0].startswith("worker_"), report
+    assert report["modules"] == []  # polls, design, price, reservation, record: none of the SDKs
 
     # The record re-runs exactly here, on a thread of this process (as probes ran before the
     # worker): the same circuits (fingerprints) and the same Aer counts.
@@ -279,6 +281,7 @@ def test_the_default_fleet_serves_without_quantum_sdks_and_the_worker_computes_w
     providers = build_providers(Config.model_validate({}), origin=origin)
     runner = ProbeRunner(providers, store, Config.model_validate({}).probes, isolation="thread", count=False)
     row = store.probe_run(report["run_id"])
+    assert len(row["record"]["sequences"]) == row["record"]["design"]["num_circuits"]
     again = runner.rerun(report["run_id"])
     assert again["fingerprints"] == [s["fingerprint"] for s in row["record"]["sequences"]]
     assert again["counts"] == [s["counts"] for s in row["record"]["sequences"]]
