@@ -62,6 +62,9 @@ class SimulatedCalibration(Provider):
     def jobs(self, backend, since):
         return []
 
+    def probe_cost_usd(self, backend, usage_seconds, shots_per_circuit):
+        return self.sim.probe_cost_usd(backend, usage_seconds, shots_per_circuit)
+
 
 class FileJobsProvider(SimulatedCalibration):
     def __init__(self, root: str | Path):
