@@ -2,8 +2,8 @@
 
 ``robust_baseline`` hand-writes Huber's proposal 2 and a lag-1 autocorrelation because it runs
 in the serving process over up to 100k series at once (benchmarks/drift_baseline.py: why
-statsmodels stays out of it). These tests prove it computes what statsmodels computes:
-statsmodels is a test dependency only.
+statsmodels stays out of it). These tests prove it computes what statsmodels computes
+(statsmodels is a runtime dependency for ``qpu-exporter report``, never imported by ``serve``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ divides the scale equation by n - 1 instead of n). They stay hand-written becaus
 the serving process over every series at once: statsmodels' ``acf`` takes one series per call
 (seconds at 100k series, against milliseconds here), and importing ``statsmodels.robust``
 costs seconds and ~65 MB (it brings pandas) for what is ten lines of numpy
-(benchmarks/drift_baseline.py).
+(benchmarks/drift_baseline.py). statsmodels is used where that cost does not matter: the
+offline ``qpu-exporter report`` (its job-success intervals, report.py).
 """
 
 from __future__ import annotations
