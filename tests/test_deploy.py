@@ -109,6 +109,8 @@ def test_compose_exporter_service():
     for key in CREDENTIALS:  # passed through from the environment, never written in the file
         assert svc["environment"][key] == f"${{{key}:-}}"
     assert svc["healthcheck"]["test"][1:4] == ["python", "-m", "qpu_exporter.healthcheck"]  # asks /-/healthy
+    # Sized from measurement (benchmarks/footprint.py), as the Kubernetes and systemd limits.
+    assert (svc["mem_reservation"], svc["mem_limit"]) == ("256m", "768m")
 
 
 def test_compose_exporter_config_is_valid():
@@ -166,6 +168,7 @@ def test_compose_postgres_profile_runs_a_replica_pair_on_one_database():
         instances.add(env["QPU_EXPORTER_INSTANCE"])
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert svc.get("read_only") is True and svc["cap_drop"] == ["ALL"]
+        assert (svc["mem_reservation"], svc["mem_limit"]) == ("256m", "768m")
         for key in CREDENTIALS:
             assert env[key] == f"${{{key}:-}}"
     assert len(instances) == 2, "each replica needs its own instance name"
@@ -366,6 +369,7 @@ def test_kubernetes_replicas_deployment_on_postgresql():
     assert env["QPU_EXPORTER_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert "QPU_EXPORTER_STATE_PATH" not in env and not any(v.get("persistentVolumeClaim") for v in pod["volumes"])
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert (container["resources"]["requests"]["memory"], container["resources"]["limits"]["memory"]) == ("256Mi", "768Mi")
     for key in CREDENTIALS:
         assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "qpu-exporter-credentials"
 
