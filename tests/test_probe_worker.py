@@ -160,8 +160,8 @@ schedule:
   probe_interval: 2s
 probes:
   start_delay: 0s
-  shots_per_probe: 600
-  max_length: 300
+  shots_per_probe: 400
+  max_length: 120
   targets: [{backend: fake_sherbrooke, qubits: [0]}]
   budget: {shots_per_day: 1000000, usd_per_day: 1000}
 state_path: STATE_PATH

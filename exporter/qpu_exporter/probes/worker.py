@@ -52,8 +52,8 @@ log = get_logger("qpu_exporter.probe")
 
 # Not ``-m``: that would run this module as __main__ beside the copy unpickling imports.
 ENTRY = "import sys; from qpu_exporter.probes.worker import main; sys.exit(main(sys.argv[1:]))"
-START_SECONDS = 300.0
-WORKER_NICE = 10  # CPU priority below the serving process (weight ~1/10 when both want a core)  # import, rebuild the provider, synthesise the basis's Cliffords
+START_SECONDS = 300.0  # import, rebuild the provider, synthesise the basis's Cliffords
+WORKER_NICE = 10  # CPU priority below the serving process (weight ~1/10 when both want a core)
 POLL_SECONDS = 0.25  # how often a waiting supervisor checks the stop flag
 PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its supervisor still lives
 
