@@ -71,7 +71,7 @@ def test_a_worker_past_its_deadline_is_killed_counted_and_its_job_cancelled(tmp_
     provider = FileJobsProvider(root)
     provider.set_mode("hang")  # the remote job never finishes on its own
     store = Store(tmp_path / "state.db")
-    runner = ProbeRunner([provider], store, _cfg(worker_timeout="4s"))
+    runner = ProbeRunner([provider], store, _cfg(worker_timeout="2.5s"))
     runner.register_backend("simulated", BACKEND)
 
     [out] = runner.probe_backend(provider, BACKEND, targets=[TARGET])
