@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import re
+import threading
 import time
 from urllib.parse import unquote, urlparse
 
@@ -20,6 +21,7 @@ import pytest
 import urllib3
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
+from conftest import wait_until
 from test_braket_provider import ARNS, SECRET, Rig, device_payload
 
 from qpu_exporter.providers.base import ProviderError
@@ -292,6 +294,34 @@ def test_a_task_created_by_a_call_whose_response_was_lost_is_cancelled(caplog):
     assert ACCOUNT not in caplog.text and ACCOUNT not in str(err.value)
 
 
+def test_an_attempts_tasks_are_found_by_its_folder_and_cancelled_by_the_supervisor():
+    """The attempt id names the attempt's S3 folder; when the worker running it dies, the
+    serving process finds the unfinished tasks under that folder and cancels them. A queued
+    task of another attempt is left alone."""
+    provider, edge = garnet(states=lambda index, polls: "QUEUED", probe_timeout=60)
+    earlier = {"deviceArn": ARNS["Garnet"], "shots": 100, "outputS3Bucket": BUCKET,
+               "outputS3KeyPrefix": f"{PREFIX}/Garnet/0123456789abcdef", "action": json.dumps({"source": "x"})}
+    edge.add_task(earlier, status="QUEUED")
+    errors: list[ProviderError] = []
+
+    def attempt():
+        try:
+            provider.run_circuits("Garnet", rb_1q(5, lengths=(1, 2)), 100, seed=1, attempt_id="feedc0ffee000001")
+        except ProviderError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    # Both tasks created, the first one being waited for (tasks are awaited in order).
+    wait_until(lambda: not thread.is_alive() or (len(edge.tasks) == 3 and edge.tasks[1]["polls"]), 60,
+               "the attempt's tasks")
+    assert thread.is_alive(), errors
+    assert {t["params"]["outputS3KeyPrefix"] for t in edge.tasks[1:]} == {f"{PREFIX}/Garnet/feedc0ffee000001"}
+    assert provider.cancel_attempt("Garnet", "feedc0ffee000001", time.time())
+    thread.join(30)
+    assert sorted(edge.cancelled) == [1, 2] and [e.kind for e in errors] == ["task_cancelled"]
+
+
 def test_no_bucket_or_no_native_translation_is_unsupported_and_sends_nothing():
     provider, edge = garnet(probe_s3_bucket=None)
     with pytest.raises(ProviderError) as err:
@@ -404,7 +434,8 @@ def test_probe_runner_auto_targets_and_fits_a_braket_device(tmp_path):
                                        "budget": {"shots_per_day": 100_000, "usd_per_day": 100_000}})
     store = Store(tmp_path / "state.db")
     seeds = iter(range(900, 10**6))
-    runner = ProbeRunner([provider], store, cfg, new_seed=lambda: next(seeds))
+    # The worker loop on a thread: the botocore Stubber lives in this process.
+    runner = ProbeRunner([provider], store, cfg, new_seed=lambda: next(seeds), isolation="thread")
     runner.register_backend("braket", "Garnet")
     [out] = runner.probe_backend(provider, "Garnet")
     assert out.status == "ok", out.reason

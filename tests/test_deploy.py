@@ -109,6 +109,8 @@ def test_compose_exporter_service():
     for key in CREDENTIALS:  # passed through from the environment, never written in the file
         assert svc["environment"][key] == f"${{{key}:-}}"
     assert svc["healthcheck"]["test"][1:4] == ["python", "-m", "qpu_exporter.healthcheck"]  # asks /-/healthy
+    # Sized from measurement (benchmarks/footprint.py), as the Kubernetes and systemd limits.
+    assert (svc["mem_reservation"], svc["mem_limit"]) == ("256m", "768m")
 
 
 def test_compose_exporter_config_is_valid():
@@ -166,6 +168,7 @@ def test_compose_postgres_profile_runs_a_replica_pair_on_one_database():
         instances.add(env["QPU_EXPORTER_INSTANCE"])
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert svc.get("read_only") is True and svc["cap_drop"] == ["ALL"]
+        assert (svc["mem_reservation"], svc["mem_limit"]) == ("256m", "768m")
         for key in CREDENTIALS:
             assert env[key] == f"${{{key}:-}}"
     assert len(instances) == 2, "each replica needs its own instance name"
@@ -263,11 +266,11 @@ def test_statefulset_security_resources_and_credentials():
         assert ref["name"] == "qpu-exporter-credentials" and ref["key"] == key
     assert set(_yaml(K8S / "secret.example.yaml")["stringData"]) == CREDENTIALS
     requests = container["resources"]["requests"]
-    # Sized from measurement: ~550 MB RSS once probes ran on the default fleet (deploy/README.md).
-    assert requests["memory"] == "640Mi" and "cpu" in requests and container["resources"]["limits"]["memory"] == "1Gi"
+    # Sized from measurement (benchmarks/footprint.py): the exporter plus one probe worker.
+    assert requests["memory"] == "256Mi" and "cpu" in requests and container["resources"]["limits"]["memory"] == "768Mi"
     assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
     assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
-    assert "--shard" in (K8S / "statefulset.yaml").read_text() and "550 MB" in (K8S / "statefulset.yaml").read_text()
+    assert "--shard" in (K8S / "statefulset.yaml").read_text() and "350 MB" in (K8S / "statefulset.yaml").read_text()
     # the configured exporter config is valid
     from qpu_exporter.config import Config
 
@@ -366,6 +369,7 @@ def test_kubernetes_replicas_deployment_on_postgresql():
     assert env["QPU_EXPORTER_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert "QPU_EXPORTER_STATE_PATH" not in env and not any(v.get("persistentVolumeClaim") for v in pod["volumes"])
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert (container["resources"]["requests"]["memory"], container["resources"]["limits"]["memory"]) == ("256Mi", "768Mi")
     for key in CREDENTIALS:
         assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "qpu-exporter-credentials"
 
@@ -416,6 +420,9 @@ def test_systemd_unit_structure():
     assert state_env.split("=", 1)[1].startswith("/var/lib/qpu-exporter/"), "state must be in the StateDirectory"
     assert any(v.startswith("-/etc/qpu-exporter/") for v in service["EnvironmentFile"])
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+    # Sized from measurement; an OOM-killed probe worker must not stop the service (systemd's
+    # default OOMPolicy=stop would).
+    assert service["MemoryMax"] == ["768M"] and service["OOMPolicy"] == ["continue"]
     configparser.ConfigParser(strict=False, interpolation=None).read_string(UNIT.read_text())  # plain INI
 
 

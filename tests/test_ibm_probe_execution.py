@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import re
+import threading
 import time
 import zlib
 
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 import requests
 import responses
+from conftest import wait_until
 from test_ibm_provider import API, TOKEN, make_provider, payloads, stub  # noqa: F401 - fixtures
 
 from qpu_exporter.config import ProbesConfig
@@ -110,7 +112,7 @@ class JobServer:
         self.list_queries.append(query)
         out = []
         for job_id, job in self.jobs.items():
-            state = self.states[min(job["gets"], len(self.states) - 1)]
+            state = "Cancelled" if job_id in self.cancelled else self.states[min(job["gets"], len(self.states) - 1)]
             pending = state in ("Queued", "Running")
             if query.get("pending") == ["true"] and not pending or query.get("pending") == ["false"] and pending:
                 continue
@@ -122,7 +124,7 @@ class JobServer:
 
     def _state(self, job_id: str) -> dict:
         job = self.jobs[job_id]
-        status = self.states[min(job["gets"], len(self.states) - 1)]
+        status = "Cancelled" if job_id in self.cancelled else self.states[min(job["gets"], len(self.states) - 1)]
         job["gets"] += 1
         state = {"status": status}
         if status == "Failed" and self.reason is not None:
@@ -303,6 +305,34 @@ def test_a_job_created_by_a_submission_whose_response_was_lost_is_cancelled(stub
     assert server.cancelled == []
 
 
+def test_an_attempts_job_is_found_by_its_id_and_cancelled_by_the_supervisor(stub):
+    """The probe runner chooses the attempt id (recorded before submission); when the worker
+    running the attempt dies, the serving process's own provider finds the attempt's job by its
+    tag and cancels it. Another probe job still queued is left alone."""
+    server = JobServer(stub, states=("Queued",))
+    decoy = {"backend": BACKEND, "tags": [PROBE_JOB_TAG, ATTEMPT_TAG_PREFIX + "0123456789abcdef"]}
+    server.jobs["d2earlier"] = {"body": decoy, "gets": 0}
+    worker_side, supervisor_side = fast_provider(probe_timeout=60), fast_provider()
+    errors: list[ProviderError] = []
+
+    def attempt():
+        try:
+            worker_side.run_circuits(BACKEND, rb_1q(5, lengths=(1,)), 100, seed=1, attempt_id="feedc0ffee000001")
+        except ProviderError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    wait_until(lambda: len(server.jobs) == 2, 60, "the attempt's job submitted")
+    [ours] = [j for j in server.jobs if j != "d2earlier"]
+    assert ATTEMPT_TAG_PREFIX + "feedc0ffee000001" in server.jobs[ours]["body"]["tags"]
+    assert supervisor_side.cancel_attempt(BACKEND, "feedc0ffee000001", time.time())
+    thread.join(30)
+    assert server.cancelled == [ours] and [e.kind for e in errors] == ["job_cancelled"]
+    assert supervisor_side.cancel_attempt(BACKEND, "feedc0ffee000001", time.time())  # nothing left: True
+    assert server.cancelled == [ours]
+
+
 def test_submission_read_timeout_is_bounded_by_request_timeout(stub):
     """POST /jobs asks requests for a 900 s read timeout; the provider caps it."""
     JobServer(stub, lambda circuits, shots: [{"0": s} for s in shots])
@@ -348,7 +378,8 @@ def test_probe_runner_fits_the_epc_of_the_stubbed_device(stub, tmp_path):
                                        "retries": 0, "budget": {"shots_per_day": 100_000, "usd_per_day": 10_000}})
     store = Store(tmp_path / "state.db")
     seeds = iter(range(500, 10**6))
-    runner = ProbeRunner([provider], store, cfg, new_seed=lambda: next(seeds))
+    # The worker loop on a thread: the HTTP stubs live in this process.
+    runner = ProbeRunner([provider], store, cfg, new_seed=lambda: next(seeds), isolation="thread")
     runner.register_backend("ibm", BACKEND)
     [out] = runner.probe_backend(provider, BACKEND, targets=[ProbeTarget("ibm", BACKEND, (5,))])
     assert out.status == "ok", out.reason

@@ -10,14 +10,14 @@ import time
 
 import numpy as np
 import pytest
+from fake_remote import SimulatedCalibration, simulated
 
-from qpu_exporter.config import Config, ProbesConfig
+from qpu_exporter.config import ProbesConfig
 from qpu_exporter.model import BackendStatus
 from qpu_exporter.probes.budget import WINDOW_SECONDS
 from qpu_exporter.probes.runner import ProbeRunner
 from qpu_exporter.probes.targets import ProbeTarget, auto_targets, check_target
-from qpu_exporter.providers.base import Provider, ProviderError
-from qpu_exporter.providers.factory import build_providers
+from qpu_exporter.providers.base import ProviderError
 from qpu_exporter.store import Store
 
 BACKEND = "fake_sherbrooke"
@@ -25,18 +25,13 @@ TRUE_P = 0.98  # decay per Clifford of the fake executor: EPC = 0.01 (1q)
 
 
 def _sim(incidents=(), clock=time.time, origin=None):
-    cfg = Config.model_validate({"providers": [{"kind": "simulated", "backends": [BACKEND], "dynamics": "calm",
-                                                "seed": 3, "incidents": list(incidents)}]})
-    return build_providers(cfg, origin=origin if origin is not None else clock(), clock=clock)[0]
+    return simulated(clock, origin, incidents)
 
 
-class FakeExecutor(Provider):
+class FakeExecutor(SimulatedCalibration):
     """The simulated backend's calibration and status, with a scripted executor."""
 
-    kind = "simulated"
-
     def __init__(self, fail_first: int = 0, decay: bool = True, block: threading.Event | None = None):
-        self.sim = _sim()
         self.fail_first = fail_first
         self.decay = decay
         self.block = block
@@ -46,22 +41,7 @@ class FakeExecutor(Provider):
         self.entered = threading.Event()
         self._lock = threading.Lock()
 
-    def backends(self):
-        return self.sim.backends()
-
-    def status(self, backend):
-        return self.sim.status(backend)
-
-    def calibration(self, backend):
-        return self.sim.calibration(backend)
-
-    def jobs(self, backend, since):
-        return []
-
-    def probe_cost_usd(self, backend, usage_seconds, shots_per_circuit):
-        return self.sim.probe_cost_usd(backend, usage_seconds, shots_per_circuit)
-
-    def run_circuits(self, backend, circuits, shots, seed, calibration=None):
+    def run_circuits(self, backend, circuits, shots, seed, calibration=None, attempt_id=None):
         with self._lock:
             self.calls += 1
             self.active += 1
@@ -97,6 +77,9 @@ def _runner(tmp_path, provider, cfg=None, **kw):
     store = Store(tmp_path / "state.db")
     seeds = iter(range(1000, 10**6))  # fixed seeds: the fits below are deterministic
     kw.setdefault("new_seed", lambda: next(seeds))
+    # The worker loop on a thread: these tests count the scripted provider's calls in this
+    # process (tests/test_probe_worker.py runs real worker processes).
+    kw.setdefault("isolation", "thread")
     runner = ProbeRunner([provider], store, cfg or _probes_cfg(), **kw)
     runner.register_backend(provider.kind, BACKEND)
     return runner, store
@@ -166,7 +149,7 @@ def test_backend_down_and_busy_are_skipped_and_counted(tmp_path):
     # Another process (its own Store on the same file) holds the backend: busy.
     other = Store(tmp_path / "state.db")
     assert other.acquire_probe_lease("simulated", BACKEND, "someone-else", time.time(), 60)
-    runner2 = ProbeRunner([prov], store, _probes_cfg())
+    runner2 = ProbeRunner([prov], store, _probes_cfg(), isolation="thread")
     assert runner2.probe_backend(prov, BACKEND, targets=[TARGET]) == []
     assert _counter(store, "qpu_probe_skipped_total", reason="busy") == 1
     other.release_probe_lease("simulated", BACKEND, "someone-else")
@@ -196,30 +179,29 @@ def test_two_probes_never_overlap_on_a_backend(tmp_path):
     assert _counter(store, "qpu_probe_runs_total") == 1
 
 
-def test_the_lease_outlives_slow_remote_jobs_and_their_retries(tmp_path):
-    """A provider whose jobs may wait 3 h: each attempt takes 2.5 h and the first fails. The
-    lease is renewed before each submission for as long, so another process never gets in."""
-    now = [time.time()]
+def test_a_heartbeat_keeps_the_lease_through_long_remote_jobs_and_retries(tmp_path):
+    """The lease is short (0.4 s here) and renewed while the worker waits: attempts lasting
+    several lease periods (the first one fails) never let another process in; once the
+    probe ends the lease is released."""
     other = Store(tmp_path / "state.db")
     taken = []
 
     class SlowRemote(FakeExecutor):
-        def probe_wait_seconds(self):
-            return 3 * 3600.0
-
-        def run_circuits(self, backend, circuits, shots, seed, calibration=None):
-            now[0] += 2.5 * 3600  # the job's queue and run time
-            # Another process (its own Store on the same file) tries the backend meanwhile.
-            taken.append(other.acquire_probe_lease("simulated", backend, "someone-else", now[0], 60))
+        def run_circuits(self, backend, circuits, shots, seed, calibration=None, attempt_id=None):
+            deadline = time.monotonic() + 1.2  # the job's queue and run time: 3 lease periods
+            while time.monotonic() < deadline:
+                # Another process (its own Store on the same file) tries the backend meanwhile.
+                taken.append(other.acquire_probe_lease("simulated", backend, "someone-else", time.time(), 60))
+                time.sleep(0.1)
             return super().run_circuits(backend, circuits, shots, seed, calibration)
 
     prov = SlowRemote(fail_first=1)
-    runner, store = _runner(tmp_path, prov, clock=lambda: now[0])
+    runner, store = _runner(tmp_path, prov, lease_seconds=0.4)
     [out] = runner.probe_backend(prov, BACKEND, targets=[TARGET])
     assert out.status == "ok" and prov.calls == 2, out.reason
-    assert taken == [False, False]
+    assert len(taken) >= 10 and not any(taken)
     # Released at the end: the other process gets it at once.
-    assert other.acquire_probe_lease("simulated", BACKEND, "someone-else", now[0], 60)
+    assert other.acquire_probe_lease("simulated", BACKEND, "someone-else", time.time(), 60)
     other.close()
 
 

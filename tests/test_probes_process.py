@@ -38,7 +38,8 @@ def test_exporter_runs_probes_on_the_simulated_fleet(start_exporter):
               and sample(text, "qpu_probe_gate_error_ratio", backend="fake_torino", gate="cz", qubits="0_1") is not None)
         return text if ok else None
 
-    text = wait_until(probed, 90, "probe metrics from both backends", interval=0.5)
+    # Each probe starts its own worker process (imports and Clifford synthesis included).
+    text = wait_until(probed, 180, "probe metrics from both backends", interval=0.5)
     assert 1e-5 < sample(text, "qpu_probe_epc_ratio", backend="fake_sherbrooke", qubits="0") < 5e-3
     assert 0 < sample(text, "qpu_probe_epc_stderr_ratio", backend="fake_sherbrooke", qubits="0") < 1e-3
     for b in ("fake_sherbrooke", "fake_torino"):

@@ -82,3 +82,29 @@ def test_fleet_summary_median_is_over_every_qubits_value_in_force(tmp_path):
     assert gate_medians[0] == pytest.approx(0.004 + 9 * 1e-4)
     # 0.2 replaces a low value and the dead coupler leaves: the median moves by one rank only.
     assert all(0.0048 < m < 0.0052 for m in gate_medians[1:]), gate_medians
+
+
+def test_job_success_interval_is_the_wilson_score_interval():
+    """The workloads page's interval (statsmodels' proportion_confint) against the closed form of
+    Wilson (1927), computed here independently; unlike ratio +- standard error it is never zero
+    wide at 0 or 100 % success, and it is narrower for more jobs at the same ratio."""
+    import math
+
+    from scipy.stats import norm
+
+    from qpu_exporter.report import success_interval
+
+    def wilson(successes, n, level=0.95):
+        z = norm.ppf(1 - (1 - level) / 2)
+        p = successes / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return centre - half, centre + half
+
+    for jobs, failed in [(3, 0), (3, 3), (10, 1), (57, 4), (2000, 13)]:
+        assert success_interval(jobs, failed) == pytest.approx(wilson(jobs - failed, jobs), abs=1e-12)
+    lo, hi = success_interval(3, 0)
+    assert hi == pytest.approx(1.0) and lo < 0.5  # 3 of 3: far from proving 99 %
+    assert success_interval(3, 3)[0] == pytest.approx(0.0, abs=1e-15) and success_interval(3, 3)[1] > 0.3
+    assert success_interval(300, 30)[1] - success_interval(300, 30)[0] < success_interval(30, 3)[1] - success_interval(30, 3)[0]
+    assert success_interval(20, 5, level=0.99)[0] < success_interval(20, 5)[0]

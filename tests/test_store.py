@@ -87,7 +87,7 @@ def test_each_instance_counts_every_job_once_and_shares_probe_counters(state):
     a.add_counters([(name, LABELS, 0.0) for name in SHARED_COUNTERS])  # the runner registers its backends
     b.record_probe_run("simulated", "b1", "0", "", NOW, NOW + 1, "failed", "x", 300, 0.1, None, {},
                        [("qpu_probe_runs_total", LABELS, 1.0), ("qpu_probe_failures_total", LABELS, 1.0),
-                        ("qpu_probe_shots_total", LABELS, 300.0)])
+                        ("qpu_probe_shots_total", LABELS, 300.0), ("qpu_probe_worker_failures_total", LABELS, 1.0)])
     assert _counter(a, "qpu_probe_runs_total") == 0
     assert a.refresh_shared_counters() is True
     assert {n: _counter(a, n) for n in SHARED_COUNTERS} == {n: _counter(b, n) for n in SHARED_COUNTERS}

@@ -104,6 +104,9 @@ class ProbesConfig(_Strict):
     start_delay: Duration = 30.0  # after start-up, before a backend's first probe
     max_concurrent: int = Field(default=1, ge=1, le=16)  # probes running at once, all backends
     retries: int = Field(default=1, ge=0, le=5)  # resubmissions after a failed submission
+    # Deadline of one attempt in the probe worker (generation, simulation, submission), plus
+    # twice the provider's probe_timeout for remote jobs; then the worker is killed.
+    worker_timeout: Duration = Field(default=600.0, gt=0, le=86400)
     # Design of one probe (rb.design.design_rb); shots are the probe's whole shot budget.
     shots_per_probe: int = Field(default=2000, ge=10, le=10_000_000)
     target_rel_precision: float = Field(default=0.05, gt=0, lt=1)

@@ -157,7 +157,7 @@ def _qubit_t1(store: Store, out: Path, plt, key, settings: DriftSettings) -> Pat
 
 
 def _probe_decay(store: Store, out: Path, plt) -> Path | None:
-    from .probes.runner import survival_of
+    from .probes.fitting import survival_of
 
     runs = store.probe_runs(status="ok", limit=1)
     if not runs:
@@ -223,6 +223,22 @@ def workload_days(rows) -> dict[str, dict[float, dict[str, float]]]:
     return dict(out)
 
 
+SUCCESS_LEVEL = 0.95  # confidence of the job-success intervals on the workloads page
+
+
+def success_interval(jobs: float, failed: float, level: float = SUCCESS_LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a job-success ratio (Brown, Cai & DasGupta 2001, "Interval
+    Estimation for a Binomial Proportion", Statistical Science 16(2)). A day of a few jobs
+    shows how little it says against an objective of 99 %; the plain ratio +- its normal
+    standard error (the Wald interval) would claim certainty for 3 successes out of 3. It is
+    statsmodels' ``proportion_confint``, imported here on first use: the report is an offline
+    command, and the serving process never imports statsmodels (docs/performance.md)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(jobs - failed, jobs, alpha=1 - level, method="wilson")
+    return float(lo), float(hi)
+
+
 def _workloads_page(store: Store, out: Path, plt, workloads) -> Path | None:
     totals = workload_totals(store.counters())
     if not totals:
@@ -255,27 +271,35 @@ def _workloads_page(store: Store, out: Path, plt, workloads) -> Path | None:
     ax.set_title("spend per workload, all time (USD)")
     ax = axes[1][0]
     for w in order:
-        pts = sorted((d, 1 - v["failed"] / v["jobs"]) for d, v in days.get(w, {}).items() if v["jobs"])
+        pts = sorted((d, 1 - v["failed"] / v["jobs"], *success_interval(v["jobs"], v["failed"]))
+                     for d, v in days.get(w, {}).items() if v["jobs"])
         if pts:
-            ax.plot(_dates([d for d, _ in pts]), [r * 100 for _, r in pts], marker="o", color=colors[w], label=w)
+            when = _dates([p[0] for p in pts])
+            ax.plot(when, [p[1] * 100 for p in pts], marker="o", color=colors[w], label=w)
+            ax.fill_between(when, [p[2] * 100 for p in pts], [p[3] * 100 for p in pts], color=colors[w], alpha=0.15,
+                            linewidth=0)
         if w in objectives:
             ax.axhline(objectives[w] * 100, color=colors[w], linestyle="--", linewidth=1, label=f"{w} objective")
-    ax.set_title("job success per workload per UTC day (%)")
+    ax.set_title(f"job success per workload per UTC day (%), shaded: {SUCCESS_LEVEL:.0%} Wilson interval")
     if span:
         ax.set_xlim(*span)
     ax.legend(fontsize=7)
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax = axes[1][1]
     success = [100 * (1 - totals[w]["failed"] / totals[w]["jobs"]) if totals[w]["jobs"] else math.nan for w in order]
-    ax.barh(order, success, color=[colors[w] for w in order])
+    bounds = [success_interval(totals[w]["jobs"], totals[w]["failed"]) if totals[w]["jobs"] else (math.nan, math.nan)
+              for w in order]
+    xerr = [[max(0.0, s - 100 * lo) for s, (lo, _) in zip(success, bounds)],
+            [max(0.0, 100 * hi - s) for s, (_, hi) in zip(success, bounds)]]
+    ax.barh(order, success, xerr=xerr, capsize=3, color=[colors[w] for w in order])
     for i, w in enumerate(order):
         ax.text(0.5, i, f"{totals[w]['jobs']:.0f} jobs, {totals[w]['failed']:.0f} failed", va="center", fontsize=8)
         if w in objectives:
             ax.plot([objectives[w] * 100] * 2, [i - 0.4, i + 0.4], color="black", linewidth=2)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_title("job success per workload, all time (%); black: its objective" if objectives
-                 else "job success per workload, all time (%); objectives: pass --config")
+    ax.set_title("job success per workload, all time (%), with its Wilson interval; "
+                 + ("black: its objective" if objectives else "objectives: pass --config"))
     fig.suptitle("qpu-exporter workloads: cost and success" + ("" if workloads is not None
                  else " (budgets and objectives: pass --config)"))
     path = out / "workloads.png"

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.special import ndtr
 
 # Quadrature nodes for the CUSUM integral equation and states for the EWMA chain. These
 # reproduce the published tables to the printed digits (see tests) and keep one ARL
@@ -40,6 +38,21 @@ PHI_STEP = 0.05
 
 
 # ------------------------------------------------------------------------------- CUSUM ARL
+# scipy is imported on first use: the config (and so every process start) imports this
+# package, and scipy.optimize + scipy.special cost ~1 s there; designs are only needed once a
+# series finishes its warm-up.
+def ndtr(x):
+    from scipy.special import ndtr as _ndtr
+
+    return _ndtr(x)
+
+
+def brentq(*args, **kwargs):
+    from scipy.optimize import brentq as _brentq
+
+    return _brentq(*args, **kwargs)
+
+
 @lru_cache(maxsize=8)
 def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(n)

@@ -17,6 +17,7 @@ from .agreement import IDEAL_BELL, distribution, hellinger_fidelity
 
 BackendKey = tuple[str, str]
 SKIP_REASONS = ("budget", "backend_down", "busy", "unpriced")
+WORKER_FAILURE_REASONS = ("died", "timeout", "lease_lost")  # probes/worker.py
 COUNTERS = ("qpu_probe_runs_total", "qpu_probe_failures_total", "qpu_probe_shots_total")
 
 

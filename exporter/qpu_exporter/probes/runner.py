@@ -4,14 +4,19 @@ One probe = one qubit set on one backend: a design from the current calibration
 (rb.design), circuits (rb.circuits), one submission through ``Provider.run_circuits``
 (retried on failure, each attempt paid for before it is sent), a fit (rb.fit), and one
 probe record in the store with everything needed to re-run it exactly. Never two probes on
-one backend at once: an in-process lock plus a lease row in the state file (so the CLI and
-the exporter exclude each other too). Scheduled ticks run on daemon threads, so a probe in
-flight never holds up polls or shutdown.
+one backend at once: an in-process lock plus a lease row in the state file (so the CLI, the
+exporter and other replicas exclude each other too), renewed by a heartbeat while the probe runs.
+
+The serving process does the cheap, money-related part (design, price, reservation, records);
+generating and executing the circuits and fitting the counts run in a worker process
+(probes/worker.py), one per probe, so qiskit, Aer, scipy's fit and the provider SDK's
+submission never run in the exporter.
+Scheduled ticks run on daemon threads, so a probe in flight never holds up polls or shutdown.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import math
 import os
 import socket
@@ -28,18 +33,19 @@ from ..model import BackendStatus, CalibrationSnapshot
 from ..providers.base import Provider, ProviderError
 from ..store import Store, snapshot_from_dict, snapshot_to_dict
 from .budget import ProbeBudget, clifford_seconds, estimate_usage_seconds, probe_cost_usd, readout_seconds
-from .feed import COUNTERS, SKIP_REASONS, ProbeFeed, drift_samples
+from .feed import COUNTERS, SKIP_REASONS, WORKER_FAILURE_REASONS, ProbeFeed, drift_samples
 from .targets import ProbeTarget, basis_gates_of, check_target, targets_for
+from .worker import WORKER_KINDS, AttemptSpec, WorkerFailure, WorkerSession
 
 log = get_logger("qpu_exporter.probe")
-# qiskit logs every transpiler pass at INFO; probes transpile small pieces often.
-logging.getLogger("qiskit").setLevel(logging.WARNING)
 
-# A crashed holder's lease expires this long after its last renewal. The lease is renewed
-# before every attempt for this plus twice the provider's own wait limit (an attempt submits
-# the RB circuits, then the agreement circuit), so a slow job never outlives it.
-LEASE_SECONDS = 3600.0
-RECORD_VERSION = 1
+# A crashed holder's lease expires this long after its last renewal; a running probe renews
+# it every LEASE_SECONDS / 4 (the heartbeat), however long its remote jobs take. So another
+# process or replica can take the backend over within LEASE_SECONDS of a crash.
+LEASE_SECONDS = 120.0
+# 2: attempt ids in the record; simulated counts come from Aer runs in bounded batches.
+RECORD_VERSION = 2
+ATTEMPT_KEY = "probe_attempt:{provider}:{backend}"  # store meta: the attempt in flight, if any
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -71,14 +77,6 @@ def calibration_subset(snap: CalibrationSnapshot, qubits: tuple[int, ...]) -> Ca
     )
 
 
-def survival_of(counts: dict[str, int], n: int) -> tuple[float, int]:
-    from ..rb.cli_fit import is_all_zeros_outcome
-
-    total = sum(counts.values())
-    zero = sum(v for k, v in counts.items() if is_all_zeros_outcome(k))
-    return (zero / total if total else math.nan), total
-
-
 class ProbeRunner:
     def __init__(
         self,
@@ -94,7 +92,16 @@ class ProbeRunner:
         on_change: Callable[[], None] | None = None,
         new_seed: Callable[[], int] = lambda: secrets.randbits(62),  # recorded; tests fix it
         count: bool = True,
+        isolation: str = "process",
+        lease_seconds: float = LEASE_SECONDS,
     ):
+        if isolation not in WORKER_KINDS:
+            raise ValueError(f"isolation: one of {sorted(WORKER_KINDS)}, got {isolation!r}")
+        # "process": each probe in a worker process (the exporter, the CLI). "thread": the same
+        # worker loop on a thread of this process, for providers that cannot be rebuilt in
+        # another process (tests with scripted providers); it cannot be killed at a deadline.
+        self._worker_kind = WORKER_KINDS[isolation]
+        self.lease_seconds = float(lease_seconds)
         self._new_seed = new_seed
         self.providers = {p.kind: p for p in providers}
         self.store = store
@@ -113,10 +120,9 @@ class ProbeRunner:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._intervals: dict[tuple[str, str], float] = {}  # scheduled probe interval per backend
         self._locks_guard = threading.Lock()
-        # Long-lived worker threads, never one thread per probe: a thread that used qiskit's
-        # native circuit code and exits while another thread builds circuits crashed the
-        # process (segfault in QuantumCircuit.__init__, qiskit 2.6), so probe threads live as
-        # long as the runner.
+        # Long-lived probe threads, never one thread per probe (with isolation "thread",
+        # a thread that used qiskit's native circuit code and exited while another thread
+        # built circuits crashed the process: segfault in QuantumCircuit.__init__, qiskit 2.6).
         self._pool = ThreadPoolExecutor(max_workers=probes_config.max_concurrent, thread_name_prefix="probe")
         self._pending: set[Future] = set()
         self._pending_guard = threading.Lock()
@@ -138,6 +144,7 @@ class ProbeRunner:
             self.store.add_counters(
                 [(name, labels, 0.0) for name in COUNTERS]
                 + [("qpu_probe_skipped_total", {**labels, "reason": r}, 0.0) for r in SKIP_REASONS]
+                + [("qpu_probe_worker_failures_total", {**labels, "reason": r}, 0.0) for r in WORKER_FAILURE_REASONS]
             )
         self.refresh_budget(provider, backend)
 
@@ -161,6 +168,12 @@ class ProbeRunner:
         cannot spend the budget faster than the schedule."""
         self.register_backend(provider.kind, backend)
         self._intervals[(provider.kind, backend)] = interval
+        if self._open_attempt(provider.kind, backend) is not None and not self._stop.is_set():
+            # A previous process left an attempt in flight: cancel its jobs now, not at the next tick.
+            with self._pending_guard:
+                future = self._pool.submit(self._recover_tick, provider, backend)
+                self._pending.add(future)
+            future.add_done_callback(self._forget)
         last = self.store.last_probe_started(provider.kind, backend)
         soon = self.clock() + self.cfg.start_delay
         return soon if last is None else max(soon, last + interval)
@@ -190,6 +203,21 @@ class ProbeRunner:
                 self.probe_backend(provider, backend, self.cfg.targets_per_tick, served_since=served)
         except Exception:  # noqa: BLE001 - a probe bug must not kill the scheduler
             log.exception("probe tick crashed", provider=provider.kind, backend=backend)
+
+    def _recover_tick(self, provider: Provider, backend: str) -> None:
+        lock = self._lock_of(provider.kind, backend)
+        if not lock.acquire(blocking=False):
+            return  # a probe holds the backend; it recovers first
+        try:
+            if self._hold_lease(provider, backend):
+                try:
+                    self.recover(provider, backend)
+                finally:
+                    self.store.release_probe_lease(provider.kind, backend, self.holder)
+        except Exception:  # noqa: BLE001
+            log.exception("probe recovery crashed", provider=provider.kind, backend=backend)
+        finally:
+            lock.release()
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -234,6 +262,7 @@ class ProbeRunner:
                 if last is not None and last > served_since:
                     log.debug("probe tick already served", provider=kind, backend=backend, started_at=last)
                     return []
+                self.recover(provider, backend)
                 status = self.status_of(provider, backend)
                 if status is not None and not status.operational:
                     self.skipped(kind, backend, "backend_down", status=status.status_message)
@@ -249,15 +278,59 @@ class ProbeRunner:
 
     def _hold_lease(self, provider: Provider, backend: str) -> bool:
         """Take or renew the backend's probe lease; False when another live process holds it."""
-        ttl = LEASE_SECONDS + 2 * provider.probe_wait_seconds()
-        return self.store.acquire_probe_lease(provider.kind, backend, self.holder, self.clock(), ttl,
+        return self.store.acquire_probe_lease(provider.kind, backend, self.holder, self.clock(), self.lease_seconds,
                                               holder_dead=lease_holder_dead)
+
+    def _renew_lease(self, provider: Provider, backend: str) -> bool:
+        """The worker's heartbeat: extend the lease this runner holds (the store's renewal,
+        never a take-over); False when another process has taken it meanwhile."""
+        return self.store.renew_probe_lease(provider.kind, backend, self.holder, self.clock(), self.lease_seconds)
+
+    # --- attempts in flight ----------------------------------------------------------------------
+    # The attempt being executed is written to the state file before the worker submits it, and
+    # cleared once its jobs are known to be final or cancelled. A supervisor that crashed (or a
+    # cancellation that failed) leaves it there; whoever next holds the backend's lease cancels
+    # the attempt's unfinished jobs through the provider (found by the attempt id they carry).
+    def _attempt_key(self, provider: str, backend: str) -> str:
+        return ATTEMPT_KEY.format(provider=provider, backend=backend)
+
+    def _open_attempt(self, provider: str, backend: str) -> dict | None:
+        raw = self.store.meta(self._attempt_key(provider, backend))
+        return json.loads(raw) if raw else None
+
+    def _mark_attempt(self, provider: str, backend: str, attempt_id: str, qubits: str) -> None:
+        self.store.set_meta(self._attempt_key(provider, backend), json.dumps(
+            {"attempt_id": attempt_id, "started_at": self.clock(), "holder": self.holder, "qubits": qubits}))
+
+    def _clear_attempt(self, provider: str, backend: str) -> None:
+        self.store.set_meta(self._attempt_key(provider, backend), "")
+
+    def _cancel_attempt(self, provider: Provider, backend: str, attempt: dict) -> bool:
+        try:
+            done = provider.cancel_attempt(backend, attempt["attempt_id"], attempt["started_at"])
+        except Exception as exc:  # noqa: BLE001 - best effort; the marker stays for the next try
+            log.warning("could not cancel a probe attempt's jobs", provider=provider.kind, backend=backend,
+                        attempt=attempt["attempt_id"], error=type(exc).__name__)
+            done = False
+        if done:
+            self._clear_attempt(provider.kind, backend)
+        return done
+
+    def recover(self, provider: Provider, backend: str) -> None:
+        """Cancel the unfinished jobs of an attempt a previous holder left in flight. The caller
+        holds the backend's lock and lease."""
+        attempt = self._open_attempt(provider.kind, backend)
+        if attempt is None:
+            return
+        done = self._cancel_attempt(provider, backend, attempt)
+        log.warning("interrupted probe attempt found", provider=provider.kind, backend=backend,
+                    attempt=attempt["attempt_id"], holder=attempt.get("holder", ""), jobs_cancelled=done)
 
     def run_target(self, provider: Provider, target: ProbeTarget, snap: CalibrationSnapshot,
                    progress: Progress | None = None) -> ProbeOutcome:
         """One probe. The caller holds the backend (probe_backend)."""
         from ..rb.calibration import expected_epc, expected_gate_error
-        from ..rb.design import design_rb
+        from ..rb.design import design_rb  # pure numerics; qiskit stays in the worker
 
         started = self.clock()
         t0 = time.monotonic()
@@ -288,12 +361,12 @@ class ProbeRunner:
 
     def _execute(self, provider: Provider, target: ProbeTarget, snap: CalibrationSnapshot, record: dict,
                  started: float, t0: float, progress: Progress | None) -> ProbeOutcome:
+        from ..rb.gate_counts import gates_per_clifford
+
         kind, backend = target.provider, target.backend
         design = record["design"]
         basis = record["basis_gates"]
-        from ..rb.circuits import mean_gates_per_clifford
-
-        cliff_s = clifford_seconds(snap, target.qubits, basis, mean_gates_per_clifford(len(target.qubits), basis))
+        cliff_s = clifford_seconds(snap, target.qubits, basis, gates_per_clifford(len(target.qubits), basis))
         agreement_shots = record["agreement_shots"]
         usage = estimate_usage_seconds(design, cliff_s, readout_seconds(snap, target.qubits), agreement_shots)
         per_circuit = [design["shots"]] * design["num_circuits"] + ([agreement_shots] if agreement_shots else [])
@@ -302,88 +375,113 @@ class ProbeRunner:
         if usd is None:  # an unknown price: the USD caps could not hold, so nothing is spent
             self.skipped(kind, backend, "unpriced", qubits=target.qubits_label, shots=shots)
             return ProbeOutcome(target, "skipped", "unpriced: the provider cannot price this probe", design=design)
-        record.update(estimated_usage_seconds=usage, shots=shots, cost_usd=usd)
+        record.update(estimated_usage_seconds=usage, shots=shots, cost_usd=usd, attempt_ids=[])
 
-        # Pay before generating anything: an exhausted budget costs no CPU.
+        # Pay before starting anything: an exhausted budget costs no CPU.
         rid, cap = self.budget.reserve(kind, backend, shots, usd, f"probe {target.qubits_label} attempt 1")
         if rid is None:
             self.skipped(kind, backend, "budget", cap=cap, qubits=target.qubits_label, shots=shots, usd=round(usd, 2))
             self.refresh_budget(kind, backend)
             return ProbeOutcome(target, "skipped", f"budget: {cap} reached", shots=0, design=design)
 
-        circuits = self._circuits(record, target, progress)
-        record["sequences"] = [c.metadata() for c in circuits["rb"]]
         attempts, spent_shots, spent_usd = 1, shots, usd
-        while True:
-            if not self._hold_lease(provider, backend):  # only if a renewal came too late
-                record["attempts"] = attempts
-                return self._finish(target, started, t0, "failed", "another process took the backend's probe lease",
-                                    record, spent_shots, spent_usd, attempts, snap)
-            try:
-                if progress:
-                    progress("run", 0, 1)
-                counts = provider.run_circuits(backend, [c.circuit for c in circuits["rb"]], design["shots"],
-                                               record["run_seed"], snap)
-                agreement = (provider.run_circuits(backend, [circuits["agreement"]], agreement_shots,
-                                                   record["run_seed"] + 1, snap)[0] if agreement_shots else None)
-                if progress:
-                    progress("run", 1, 1)
-                break
-            except Exception as exc:  # noqa: BLE001 - any provider fault is a failed attempt
-                kind_err = exc.kind if isinstance(exc, ProviderError) else "internal"
-                log.warning("probe submission failed", provider=kind, backend=backend, qubits=target.qubits_label,
-                            attempt=attempts, error_kind=kind_err, error=" ".join(str(exc).split())[:300])
-                if attempts > self.cfg.retries or self._stop.is_set() or kind_err == "unsupported":
-                    record["attempts"] = attempts
-                    return self._finish(target, started, t0, "failed", f"submission failed ({kind_err}): {exc}",
-                                        record, spent_shots, spent_usd, attempts, snap)
-                rid, cap = self.budget.reserve(kind, backend, shots, usd, f"probe {target.qubits_label} attempt {attempts + 1}")
-                if rid is None:
-                    record["attempts"] = attempts
-                    self.skipped(kind, backend, "budget", cap=cap, retry=True)
-                    return self._finish(target, started, t0, "failed", f"submission failed and budget ({cap}) left no retry",
-                                        record, spent_shots, spent_usd, attempts, snap)
-                attempts += 1
-                spent_shots += shots
-                spent_usd += usd
+        session: WorkerSession | None = None
+
+        def fail(reason: str, counters: tuple = ()) -> ProbeOutcome:
+            record["attempts"] = attempts
+            if session is not None and session.sequences is not None:
+                record.setdefault("sequences", session.sequences)  # what was (or would have been) sent
+            return self._finish(target, started, t0, "failed", reason, record, spent_shots, spent_usd, attempts, snap,
+                                counters)
+
+        try:
+            while True:
+                if not self._hold_lease(provider, backend):  # only if a renewal came too late
+                    return fail("another process took the backend's probe lease")
+                attempt_id = uuid.uuid4().hex[:16]
+                record["attempt_ids"].append(attempt_id)
+                self._mark_attempt(kind, backend, attempt_id, target.qubits_label)  # before anything is sent
+                spec = AttemptSpec(backend, target.qubits, design, tuple(basis), record["run_seed"], agreement_shots,
+                                   calibration_subset(snap, target.qubits), attempt_id)
+                try:
+                    if session is None:
+                        session = self._start_worker(provider, backend, basis, len(target.qubits), progress)
+                    result = session.attempt(spec, self.attempt_timeout(provider))
+                    self._clear_attempt(kind, backend)
+                    break
+                except WorkerFailure as failure:
+                    return self._worker_failed(provider, target, failure, fail)
+                except Exception as exc:  # noqa: BLE001 - any provider fault is a failed attempt
+                    # The provider cancels what it created before it reports a failure.
+                    self._clear_attempt(kind, backend)
+                    kind_err = exc.kind if isinstance(exc, ProviderError) else "internal"
+                    log.warning("probe submission failed", provider=kind, backend=backend, qubits=target.qubits_label,
+                                attempt=attempts, error_kind=kind_err, error=" ".join(str(exc).split())[:300])
+                    if attempts > self.cfg.retries or self._stop.is_set() or kind_err == "unsupported":
+                        return fail(f"submission failed ({kind_err}): {exc}")
+                    rid, cap = self.budget.reserve(kind, backend, shots, usd,
+                                                   f"probe {target.qubits_label} attempt {attempts + 1}")
+                    if rid is None:
+                        self.skipped(kind, backend, "budget", cap=cap, retry=True)
+                        return fail(f"submission failed and budget ({cap}) left no retry")
+                    attempts += 1
+                    spent_shots += shots
+                    spent_usd += usd
+        finally:
+            if session is not None:
+                session.close()
         record["attempts"] = attempts
-        for seq, c in zip(record["sequences"], counts):
-            seq["counts"] = c
-        if agreement is not None:
-            record["agreement"] = {"fingerprint": _fingerprint(circuits["agreement"]), "counts": agreement,
-                                   "shots": agreement_shots}
-        result, reason = fit_record(record)
-        if result is None:
-            return self._finish(target, started, t0, "failed", f"fit failed: {reason}", record, spent_shots, spent_usd,
-                                attempts, snap)
-        record["result"] = result
+        record["sequences"] = result["sequences"]
+        if result["agreement"] is not None:
+            record["agreement"] = result["agreement"]
+        fitted, reason = result["fit"]  # fitted in the worker: scipy stays out of this process
+        if fitted is None:
+            return fail(f"fit failed: {reason}")
+        record["result"] = fitted
         return self._finish(target, started, t0, "ok", "", record, spent_shots, spent_usd, attempts, snap)
 
-    def _circuits(self, record: dict, target: ProbeTarget, progress: Progress | None) -> dict:
-        from ..rb.circuits import rb_circuits
+    def attempt_timeout(self, provider: Provider) -> float:
+        """Deadline of one attempt in its worker: the configured local allowance plus the
+        provider's wait for remote jobs, twice (the RB job, then the Bell circuit's)."""
+        return self.cfg.worker_timeout + 2 * provider.probe_wait_seconds()
 
-        from .agreement import bell_circuit
+    def _start_worker(self, provider: Provider, backend: str, basis, num_qubits: int,
+                      progress: Progress | None) -> WorkerSession:
+        session = WorkerSession(self._worker_kind(provider), heartbeat=lambda: self._renew_lease(provider, backend),
+                                heartbeat_every=self.lease_seconds / 4, stopped=self._stop, progress=progress)
+        try:
+            session.start(tuple(basis), num_qubits)
+        except BaseException:
+            session.close()
+            raise
+        return session
 
-        design, basis = record["design"], record["basis_gates"]
-        out = []
-        total = sum(design["samples_per_length"]) * (2 if design["interleaved_gate"] else 1)
-        for length, k in zip(design["lengths"], design["samples_per_length"]):
-            # One length at a time (same circuits as one call: generation is a pure function of
-            # seed, length and sample) so the CLI can show progress.
-            out += rb_circuits(target.qubits, [length], [k], basis, design["seed"], design["interleaved_gate"])
-            if progress:
-                progress("generate", len(out), total)
-        for c in out:
-            c.circuit.metadata = {"physical_qubits": list(target.qubits), "fingerprint": c.fingerprint}
-        agreement = bell_circuit(basis, target.qubits) if record["agreement_shots"] else None
-        return {"rb": out, "agreement": agreement}
+    def _worker_failed(self, provider: Provider, target: ProbeTarget, failure: WorkerFailure,
+                       fail: Callable[[str], ProbeOutcome]) -> ProbeOutcome:
+        """A worker that died, passed its deadline or lost the lease was killed and reaped. Its
+        attempt's reservation stands (it may have been billed) and its unfinished jobs are
+        cancelled now, or by the next holder of the backend if that fails. Not retried: a crash
+        or an overrun would most likely repeat."""
+        kind, backend = target.provider, target.backend
+        if failure.kind == "stopped":
+            # Shutting down: not a probe failure, nothing recorded (as an unfinished probe never
+            # was). No remote calls now: the attempt stays in the state file and the next start
+            # cancels its jobs.
+            log.info("probe abandoned at shutdown", provider=kind, backend=backend, qubits=target.qubits_label)
+            return ProbeOutcome(target, "skipped", "stopped")
+        attempt = self._open_attempt(kind, backend)
+        cancelled = self._cancel_attempt(provider, backend, attempt) if attempt is not None else True
+        log.warning("probe worker failed", provider=kind, backend=backend, qubits=target.qubits_label,
+                    failure=f"worker_{failure.kind}", error=str(failure), jobs_cancelled=cancelled)
+        counter = ("qpu_probe_worker_failures_total", {**self._labels(kind, backend), "reason": failure.kind}, 1.0)
+        return fail(f"worker_{failure.kind}: {failure}", (counter,))
 
     def _finish(self, target: ProbeTarget, started: float, t0: float, status: str, reason: str, record: dict,
-                shots: int, usd: float, attempts: int, snap: CalibrationSnapshot) -> ProbeOutcome:
+                shots: int, usd: float, attempts: int, snap: CalibrationSnapshot, counters: tuple = ()) -> ProbeOutcome:
         kind, backend = target.provider, target.backend
         finished = self.clock()
         labels = self._labels(kind, backend)
-        inc = [("qpu_probe_runs_total", labels, 1.0), ("qpu_probe_shots_total", labels, float(shots))]
+        inc = [("qpu_probe_runs_total", labels, 1.0), ("qpu_probe_shots_total", labels, float(shots)), *counters]
         if status != "ok":
             inc.append(("qpu_probe_failures_total", labels, 1.0))
         record = {**record, "status": status, "reason": reason}
@@ -423,53 +521,18 @@ class ProbeRunner:
             raise KeyError(f"no probe run {run_id}")
         rec = row["record"]
         t = rec["target"]
-        target = ProbeTarget(t["provider"], t["backend"], tuple(t["qubits"]), t["interleaved"])
-        circuits = self._circuits(rec, target, None)
-        snap = snapshot_from_dict(rec["calibration"])
-        provider = self.providers[target.provider]
-        counts = provider.run_circuits(target.backend, [c.circuit for c in circuits["rb"]], rec["design"]["shots"],
-                                       rec["run_seed"], snap)
-        return {"fingerprints": [c.fingerprint for c in circuits["rb"]], "counts": counts}
-
-
-def _fingerprint(circuit) -> str:
-    from ..rb.circuits import circuit_fingerprint
-
-    return circuit_fingerprint(circuit, circuit.metadata["physical_qubits"])
-
-
-def fit_record(record: dict) -> tuple[dict | None, str]:
-    """Fit a probe record's counts: (result section, "") or (None, reason)."""
-    from ..rb.fit import fit_interleaved_rb, fit_rb
-
-    seqs = record["sequences"]
-    n = record["design"]["num_qubits"]
-    lengths, surv, shots, flags = [], [], [], []
-    for s in seqs:
-        y, total = survival_of(s["counts"], n)
-        lengths.append(s["length"])
-        surv.append(y)
-        shots.append(total)
-        flags.append(bool(s["interleaved"]))
-    gate = record["design"].get("interleaved_gate")
-    if gate:
-        r = fit_interleaved_rb(lengths, surv, shots, flags, n)
-        if not r.ok:
-            return None, r.reason
-        std = r.standard
-        inter = {"gate": gate, **r.to_dict()}
-        inter.pop("ok"), inter.pop("reason")
-    else:
-        std = fit_rb(lengths, surv, shots, n)
-        if not std.ok:
-            return None, std.reason
-        inter = None
-    out = {k: v for k, v in std.to_dict().items() if k not in ("ok", "reason")}
-    if not (math.isfinite(out["epc"]) and math.isfinite(out["epc_stderr"])):
-        return None, "fit returned a non-finite EPC"
-    if inter:
-        out["interleaved"] = inter
-    return out, ""
+        provider = self.providers[t["provider"]]
+        spec = AttemptSpec(t["backend"], tuple(t["qubits"]), rec["design"], tuple(rec["basis_gates"]), rec["run_seed"],
+                           0, snapshot_from_dict(rec["calibration"]))
+        session = WorkerSession(self._worker_kind(provider), heartbeat=lambda: True, heartbeat_every=self.lease_seconds,
+                                stopped=self._stop)
+        try:
+            session.start(spec.basis, len(spec.qubits))
+            result = session.attempt(spec, self.attempt_timeout(provider))
+        finally:
+            session.close()
+        return {"fingerprints": [s["fingerprint"] for s in result["sequences"]],
+                "counts": [s["counts"] for s in result["sequences"]]}
 
 
 def lease_holder_dead(holder: str) -> bool:

@@ -88,13 +88,27 @@ class Provider(abc.ABC):
         shots: int,
         seed: int,
         calibration: CalibrationSnapshot | None = None,
+        attempt_id: str | None = None,
     ) -> list[dict[str, int]]:
         """Execute probe circuits (qiskit ``QuantumCircuit`` on 1-2 logical qubits whose
         ``metadata["physical_qubits"]`` names the device qubits) and return counts per circuit
         in input order (qiskit bitstring keys). ``calibration`` is the snapshot the probe was
         designed under (a simulator builds its noise from it); ``seed`` makes a simulator
-        reproducible. Blocking. Providers that cannot execute raise ProviderError("unsupported")."""
+        reproducible. ``attempt_id`` (chosen and recorded by the probe runner before the call)
+        must be attached to every remote job created, so ``cancel_attempt`` can find them.
+        Blocking. Providers that cannot execute raise ProviderError("unsupported").
+
+        Probes call this in a worker process (probes/worker.py), on a copy of the provider
+        made by pickling: a provider that runs probes must pickle to what rebuilds it from its
+        config (``__reduce__``), never its live sessions or locks."""
         raise ProviderError("unsupported", f"the {self.kind} provider cannot run probe circuits in this version")
+
+    def cancel_attempt(self, backend: str, attempt_id: str, since: float) -> bool:
+        """Cancel the unfinished remote jobs of a probe attempt (``run_circuits`` with this
+        ``attempt_id``, started at ``since``, Unix seconds) whose worker died or was killed.
+        True when none is left unfinished, False when that could not be checked. Best effort,
+        never raises. Providers without remote jobs have nothing to cancel."""
+        return True
 
     def probe_wait_seconds(self) -> float:
         """The longest one ``run_circuits`` call may wait for remote jobs (queue and run), so

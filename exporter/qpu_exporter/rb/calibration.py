@@ -11,13 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..model import ONE_QUBIT_RB_FIGURES, CalibrationSnapshot
-from .circuits import mean_gates_per_clifford
-from .noise import gate_calibration
+from ..model import ONE_QUBIT_RB_FIGURES, CalibrationSnapshot, GateCalibration
+from .gate_counts import gates_per_clifford
 
-__all__ = ["expected_epc", "expected_gate_error"]
+__all__ = ["expected_epc", "expected_gate_error", "gate_calibration"]
 
 DEFAULT_EPC = {1: 1e-3, 2: 1e-2}
+
+
+def gate_calibration(snapshot: CalibrationSnapshot, gate: str, qubits: Sequence[int]) -> GateCalibration | None:
+    """The calibration of ``gate`` on ``qubits``; for 2q gates either direction."""
+    wanted = tuple(qubits)
+    fallback = None
+    for g in snapshot.gates:
+        if g.gate != gate:
+            continue
+        if tuple(g.qubits) == wanted:
+            return g
+        if len(wanted) == 2 and tuple(g.qubits) == wanted[::-1]:
+            fallback = g
+    return fallback
 
 
 def expected_gate_error(snapshot: CalibrationSnapshot, gate: str, qubits: Sequence[int]) -> float | None:
@@ -30,7 +43,7 @@ def expected_gate_error(snapshot: CalibrationSnapshot, gate: str, qubits: Sequen
 def expected_epc(snapshot: CalibrationSnapshot, physical_qubits: Sequence[int], basis_gates: Sequence[str]) -> float:
     """Calibration-predicted EPC; DEFAULT_EPC when the snapshot lacks the gate errors."""
     n = len(physical_qubits)
-    counts = mean_gates_per_clifford(n, basis_gates)
+    counts = gates_per_clifford(n, basis_gates)
     total = 0.0
     known = False
     for gate, count in counts.items():

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from qiskit.quantum_info import process_fidelity
 from qiskit_aer.noise import NoiseModel, QuantumError, ReadoutError, depolarizing_error, thermal_relaxation_error
 
-from ..model import CalibrationSnapshot, GateCalibration
+from ..model import CalibrationSnapshot
+from .calibration import gate_calibration
 
 __all__ = ["QubitNoiseParams", "build_noise_model", "qubit_noise_params", "gate_calibration"]
 
@@ -61,20 +62,6 @@ def qubit_noise_params(snapshot: CalibrationSnapshot, qubit: int) -> QubitNoiseP
         p1_given_0=clip(p10 if p10 is not None else ro),
         p0_given_1=clip(p01 if p01 is not None else ro),
     )
-
-
-def gate_calibration(snapshot: CalibrationSnapshot, gate: str, qubits: Sequence[int]) -> GateCalibration | None:
-    """The calibration of ``gate`` on ``qubits``; for 2q gates either direction."""
-    wanted = tuple(qubits)
-    fallback = None
-    for g in snapshot.gates:
-        if g.gate != gate:
-            continue
-        if tuple(g.qubits) == wanted:
-            return g
-        if len(wanted) == 2 and tuple(g.qubits) == wanted[::-1]:
-            fallback = g
-    return fallback
 
 
 def _thermal(params: QubitNoiseParams, duration: float) -> QuantumError | None:

@@ -49,7 +49,8 @@ log = get_logger(__name__)
 DEFAULT_INSTANCE = "default"  # a SQLite exporter's name unless configured: the file is its own
 # Counters of shared things: a probe run exists once, whoever ran it. Every replica exports the
 # same totals (incremented by the process that recorded the run, read by all).
-SHARED_COUNTERS = frozenset({"qpu_probe_runs_total", "qpu_probe_shots_total", "qpu_probe_failures_total"})
+SHARED_COUNTERS = frozenset({"qpu_probe_runs_total", "qpu_probe_shots_total", "qpu_probe_failures_total",
+                             "qpu_probe_worker_failures_total"})
 
 # The kept workload values in the order kept (values kept in one transaction: by name).
 _KEPT_IN_ORDER = select(workloads_table.c.name).order_by(workloads_table.c.kept_at, workloads_table.c.name)

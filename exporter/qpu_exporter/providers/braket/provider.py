@@ -35,6 +35,7 @@ measured qubit 0 leftmost; counts are re-keyed to qiskit's order (clbit 0 rightm
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -320,6 +321,11 @@ class BraketProvider(Provider):
     def probe_wait_seconds(self) -> float:
         return self.config.probe_timeout
 
+    def __reduce__(self):
+        # A probe worker rebuilds the provider from its config (credentials from the
+        # environment, as the serving process gets them); boto sessions do not pickle.
+        return (functools.partial(BraketProvider, clock=self.clock), (self.config,))
+
     # --- clients ----------------------------------------------------------------------------
     def client(self, region: str | None = None) -> Any:
         """The boto3 braket client for a region (device ARNs are regional), with bounded
@@ -548,13 +554,14 @@ class BraketProvider(Provider):
         self._aws_sessions.clear()
 
     # --- probe execution -------------------------------------------------------------------------
-    def run_circuits(self, backend, circuits, shots, seed, calibration=None):
+    def run_circuits(self, backend, circuits, shots, seed, calibration=None, attempt_id=None):
         """One Braket task per probe circuit on the device qubits named by each circuit's
         ``metadata["physical_qubits"]``; counts per circuit in input order, qiskit bit
         order. Blocks until every task is final, at most ``probe_timeout`` (then the
         unfinished ones are cancelled and this raises ``timeout``). A FAILED or CANCELLED
         task raises ``task_failed``/``task_cancelled`` (the others are cancelled: the
-        runner resubmits the whole probe). ``seed`` and ``calibration`` do not apply."""
+        runner resubmits the whole probe). ``seed`` and ``calibration`` do not apply. Results
+        go to a folder of the attempt's own, named by ``attempt_id`` (random when None)."""
         if not circuits:
             return []
         if not self.config.probe_s3_bucket:
@@ -577,8 +584,7 @@ class BraketProvider(Provider):
 
         session = self._aws_session(dev.region)
         # A folder of this attempt's own: a task whose creation failed can be recognised by it.
-        attempt = uuid.uuid4().hex[:16]
-        folder = (self.config.probe_s3_bucket, f"{self.config.probe_s3_prefix.strip('/')}/{backend}/{attempt}")
+        folder = self._attempt_folder(backend, attempt_id or uuid.uuid4().hex[:16])
         submitted_at = self.clock()
         try:
             device = AwsDevice(dev.arn, aws_session=session)  # GetDevice
@@ -678,7 +684,20 @@ class BraketProvider(Provider):
                 log.warning("could not cancel probe task", backend=backend, task=_task_id(task),
                             error_kind=classify_exception(exc, "cancel").kind)
 
-    def _cancel_lost_tasks(self, dev: _Device, folder: tuple[str, str], tasks: list[Any], since: float) -> None:
+    def _attempt_folder(self, backend: str, attempt_id: str) -> tuple[str, str]:
+        return (self.config.probe_s3_bucket or "", f"{self.config.probe_s3_prefix.strip('/')}/{backend}/{attempt_id}")
+
+    def cancel_attempt(self, backend: str, attempt_id: str, since: float) -> bool:
+        if not self.config.probe_s3_bucket:
+            return True  # no probe task was ever created without one
+        try:
+            dev = self._device(backend)
+        except ProviderError as err:
+            log.warning("could not check for a probe attempt's tasks", backend=backend, error_kind=err.kind)
+            return False
+        return self._cancel_lost_tasks(dev, self._attempt_folder(backend, attempt_id), [], since)
+
+    def _cancel_lost_tasks(self, dev: _Device, folder: tuple[str, str], tasks: list[Any], since: float) -> bool:
         """A CreateQuantumTask whose response was lost (a read timeout, a 5xx after the
         service accepted it) can still have created its task, which nobody would read. Find
         unfinished tasks writing under this attempt's folder that we hold no handle for, and
@@ -691,7 +710,8 @@ class BraketProvider(Provider):
         except ProviderError as err:
             log.warning("could not check for probe tasks left by a failed creation", backend=dev.name,
                         error_kind=err.kind)
-            return
+            return False
+        done = True
         for task in listed:
             arn = str(task.get("quantumTaskArn") or "")
             status = str(task.get("status") or "").upper()
@@ -704,8 +724,10 @@ class BraketProvider(Provider):
                 self.client(dev.region).cancel_quantum_task(quantumTaskArn=arn, clientToken=str(uuid.uuid4()))
                 log.warning("cancelled a probe task whose creation failed", backend=dev.name, task=task_id)
             except Exception as exc:  # noqa: BLE001
+                done = False
                 log.warning("could not cancel a probe task whose creation failed", backend=dev.name, task=task_id,
                             error_kind=classify_exception(exc, "cancel").kind)
+        return done
 
     # --- tasks helpers ---------------------------------------------------------------------------
     def _search_tasks(self, dev: _Device, floor: float) -> list[dict]:

@@ -42,6 +42,7 @@ mode the session's active wall-clock time (one billing record per session); usag
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -193,6 +194,10 @@ class IbmProvider(Provider):
 
     def probe_wait_seconds(self) -> float:
         return self.config.probe_timeout
+
+    def __reduce__(self):
+        # A probe worker rebuilds the provider from its config; it connects on its own.
+        return (functools.partial(IbmProvider, clock=self.clock, environ=self._environ), (self.config,))
 
     # --- connection ---------------------------------------------------------------------------
     def _client(self) -> Any:
@@ -423,12 +428,13 @@ class IbmProvider(Provider):
         }
 
     # --- probe execution -----------------------------------------------------------------------
-    def run_circuits(self, backend, circuits, shots, seed, calibration=None):
+    def run_circuits(self, backend, circuits, shots, seed, calibration=None, attempt_id=None):
         """Run probe circuits as one SamplerV2 job (job mode) on the device qubits named by
         each circuit's ``metadata["physical_qubits"]``; counts per circuit in input order,
         qiskit bit order. Blocks until the job is final, at most ``probe_timeout`` (then the
         job is cancelled and this raises ``timeout``). ``seed`` and ``calibration`` do not
-        apply to hardware. Failed/cancelled jobs raise ``job_failed``/``job_cancelled``."""
+        apply to hardware. Failed/cancelled jobs raise ``job_failed``/``job_cancelled``.
+        The job carries the tag ATTEMPT_TAG_PREFIX + ``attempt_id`` (random when None)."""
         if not circuits:
             return []
         self._client()  # connects (and authenticates) on first use
@@ -438,7 +444,7 @@ class IbmProvider(Provider):
         except Exception as exc:  # noqa: BLE001
             raise self._fault(exc, f"target of {backend}") from None
         isa = [isa_circuit(c, width) for c in circuits]
-        job = self._submit(backend, device, isa, shots)
+        job = self._submit(backend, device, isa, shots, attempt_id or uuid.uuid4().hex[:16])
         job_id = str(job.job_id())
         # The wait for a submitted job; connecting and submitting are bounded by the
         # request timeouts.
@@ -462,11 +468,11 @@ class IbmProvider(Provider):
             self._sdk_backends[backend] = device
         return device
 
-    def _submit(self, backend: str, device: Any, isa: list, shots: int) -> Any:
+    def _submit(self, backend: str, device: Any, isa: list, shots: int, attempt_id: str) -> Any:
         from qiskit_ibm_runtime import SamplerV2
 
         operation = f"submit probe job to {backend}"
-        attempt_tag = ATTEMPT_TAG_PREFIX + uuid.uuid4().hex[:16]
+        attempt_tag = ATTEMPT_TAG_PREFIX + attempt_id
         try:
             # Default options: no dynamical decoupling, no twirling: RB must see the raw gates.
             sampler = SamplerV2(mode=device, options={"environment": {"job_tags": [PROBE_JOB_TAG, attempt_tag]}})
@@ -482,8 +488,18 @@ class IbmProvider(Provider):
             self._cancel_lost_jobs(backend, attempt_tag)
         raise err
 
-    def _cancel_lost_jobs(self, backend: str, attempt_tag: str) -> None:
-        """Cancel queued or running jobs of a submission whose response was lost (best effort)."""
+    def cancel_attempt(self, backend: str, attempt_id: str, since: float) -> bool:
+        try:
+            self._client()
+        except ProviderError as err:
+            log.warning("could not check for a probe attempt's jobs", backend=backend, error_kind=err.kind)
+            return False
+        return self._cancel_lost_jobs(backend, ATTEMPT_TAG_PREFIX + attempt_id)
+
+    def _cancel_lost_jobs(self, backend: str, attempt_tag: str) -> bool:
+        """Cancel queued or running jobs carrying ``attempt_tag`` (best effort): those of a
+        submission whose response was lost, or of an attempt whose worker died. True when
+        none is left unfinished."""
         try:
             page = self._call(f"jobs tagged {attempt_tag}", "jobs_get", limit=10, backend_name=backend,
                               pending=True, job_tags=[attempt_tag])
@@ -493,18 +509,21 @@ class IbmProvider(Provider):
         except ProviderError as err:
             log.warning("could not check for a probe job left by a failed submission", backend=backend,
                         tag=attempt_tag, error_kind=err.kind)
-            return
+            return False
         # IBM filters by tag; where a listed job shows its tags they are checked too, so a
         # server that ignored the filter can never make us cancel somebody else's job.
         ours = [j for j in jobs if isinstance(j, dict) and j.get("id")
                 and (not isinstance(j.get("tags"), list) or attempt_tag in j["tags"])]
+        done = True
         for job_id in [str(j["id"]) for j in ours]:
             try:
                 self._call(f"cancel probe job {job_id}", "job_cancel", job_id)
-                log.warning("cancelled a probe job whose submission failed", backend=backend, job=job_id)
+                log.warning("cancelled an unfinished probe job", backend=backend, job=job_id, tag=attempt_tag)
             except ProviderError as err:
-                log.warning("could not cancel a probe job whose submission failed", backend=backend, job=job_id,
+                done = False
+                log.warning("could not cancel an unfinished probe job", backend=backend, job=job_id,
                             error_kind=err.kind)
+        return done
 
     def _await_final(self, job: Any, job_id: str, backend: str, deadline: float) -> None:
         timeout = max(0.0, deadline - time.monotonic())

@@ -315,6 +315,7 @@ class SimulatedProvider(Provider):
         self.cfg = cfg
         self.origin = origin
         self.clock = clock
+        self.measurement_interval = measurement_interval
         self.speedup = cfg.speedup
         self.started_sim = self._sim_now()
         calm = cfg.dynamics == "calm"
@@ -332,6 +333,10 @@ class SimulatedProvider(Provider):
         self._incidents: dict[str, list[Incident]] = {}
         for inc in cfg.incidents:
             self._incidents.setdefault(inc.backend, []).append(inc)
+
+    def __reduce__(self):
+        # A probe worker rebuilds the fleet from its config and origin: same seed, same history.
+        return (SimulatedProvider, (self.cfg, self.origin, self.clock, self.measurement_interval))
 
     # --- time ------------------------------------------------------------------------------
     def _sim_now(self) -> float:
@@ -491,7 +496,7 @@ class SimulatedProvider(Provider):
         """Probes on the simulated fleet are priced like its jobs: per billed QPU second."""
         return max(0.0, usage_seconds) * USD_PER_QPU_SECOND
 
-    def run_circuits(self, backend, circuits, shots, seed, calibration=None):
+    def run_circuits(self, backend, circuits, shots, seed, calibration=None, attempt_id=None):
         """Aer with a small noise model of the probed qubits, built from ``calibration`` (the
         snapshot the probe was designed under; default: the current one, incidents included),
         so a T1 drop or a gate-error rise shows in the RB numbers. Never
