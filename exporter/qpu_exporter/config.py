@@ -357,8 +357,11 @@ def load_config(path: str | Path | None) -> Config:
     """Load and validate; raise ConfigError with one line. None gives the default fleet."""
     if path is None:
         # The built-in demo polls faster than the production defaults so `make run` visibly
-        # moves within a minute.
-        data: Any = {"schedule": {"calibration_interval": "30s", "jobs_interval": "15s"}}
+        # moves within a minute. Its budget is in wall-clock terms: at speedup 60 the three
+        # backends spend ~$25,000 a simulated day, ~$1.5M a wall-clock day; three times that
+        # keeps the cost alerts for real overspend (docs/alerts-quality.md).
+        data: Any = {"schedule": {"calibration_interval": "30s", "jobs_interval": "15s"},
+                     "cost": {"daily_budget_usd": 4_500_000}}
         source = "default config"
     else:
         source = str(path)
