@@ -62,6 +62,7 @@ and on ({PB}) max by ({PB}) (increase(qpu_jobs_failed_total[{long}])) >= {number
         links=links,
         dashboard=links.dashboard("oncall"),
         extra_labels={"long_window": long, "short_window": short},
+        keep_firing_for=str(win["keep_firing_for"]) if "keep_firing_for" in win else None,
     )
 
 
