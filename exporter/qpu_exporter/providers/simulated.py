@@ -74,6 +74,8 @@ STALE_QUBIT_FRACTION = 0.02
 NEW_DEAD_COUPLER_PER_DAY = 0.004
 OUTAGE_PER_DAY, OUTAGE_MEAN = 1 / 30, 1 * HOUR
 PENDING_LOG10_SIGMA, PENDING_TAU = 0.3, 2 * HOUR
+# Calm dynamics keep the queue within ~1.3x of its level: its 3x swings are events.
+CALM_PENDING_LOG10_SIGMA = 0.1
 JOBS_PER_HOUR = 12.0
 # A healthy backend fails 0.3 % of jobs (a 99 % success objective holds with room to spare);
 # rare failure bursts (a backend in a bad state) fail a large share of the jobs created in them.
@@ -129,6 +131,7 @@ class _SimBackend:
         self.outage_per_day = OUTAGE_PER_DAY * events
         self.new_dead_per_day = NEW_DEAD_COUPLER_PER_DAY * events
         self.failure_bursts_per_day = FAILURE_BURST_PER_DAY * events
+        self.pending_sigma = CALM_PENDING_LOG10_SIGMA if calm else PENDING_LOG10_SIGMA
         self.truth: TruthLog | None = None  # set by the provider when it records ground truth
 
         n = len(base.qubits)
@@ -243,7 +246,7 @@ class _SimBackend:
             outage_started = True
 
         aq = math.exp(-dt / PENDING_TAU)
-        self.xq = aq * self.xq + PENDING_LOG10_SIGMA * math.sqrt(1 - aq * aq) * rng.standard_normal()
+        self.xq = aq * self.xq + self.pending_sigma * math.sqrt(1 - aq * aq) * rng.standard_normal()
 
         # Failure bursts draw from their own stream, so adding them left every other draw as it was.
         burst_rng = np.random.default_rng([self.seed, self.salt, self.k, 2])
