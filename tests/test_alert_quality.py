@@ -22,9 +22,6 @@ from qpu_exporter.providers.simulated import JOB_FAIL_P, SimulatedProvider
 from qpu_exporter.providers.simulated_truth import TrueEvent, read_jsonl
 from qpu_exporter.simhistory import HistoryError, HistoryPlan, OpenMetricsWriter, generate, parse_selector
 
-sys.path.insert(0, str(REPO / "dashboards"))
-from qpudash.promql import selectors as promql_selectors  # noqa: E402
-
 ORIGIN = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86400.0
 PRODUCTION_RULES = sorted((REPO / "alerts" / "rules").glob("*.yml"))
@@ -173,6 +170,10 @@ def test_simulate_history_cli_writes_openmetrics_and_events(tmp_path):
 
 # --- the production rules in the real Prometheus ------------------------------------------------------------
 def _rule_selectors(rules):
+    """The exporter series the rules read, found by the dashboards' PromQL scanner."""
+    sys.path.insert(0, str(REPO / "dashboards"))
+    from qpudash.promql import selectors as promql_selectors
+
     from qpu_exporter.simhistory import Selector
 
     return tuple({Selector(s.metric, tuple(s.matchers)) for r in rules for s in promql_selectors(r.expr)

@@ -21,6 +21,7 @@ event's start and its end plus ``hold``; time to detect = firing time - event st
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from .providers.simulated_truth import TrueEvent
 
 HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
+COUPLERS_DEAD = "couplers_dead"  # derived: two or more coupler deaths overlapping on a backend
 
 
 def _duration(e: TrueEvent) -> float:
@@ -43,10 +45,22 @@ class AlertSpec:
     size_text: str = ""
     step: bool = True
     note: str = ""
+    # An episode label naming a window the rule reads (e.g. long_window="3d"): a firing is
+    # explained by an event that ended within that window, if it is longer than ``hold``.
+    window_label: str | None = None
+
+    def hold_for(self, labels: dict[str, str]) -> float:
+        window = labels.get(self.window_label or "")
+        return max(self.hold, _duration_text(window)) if window else self.hold
 
 
 def _always(_e: TrueEvent) -> bool:
     return True
+
+
+def _duration_text(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": HOUR, "d": DAY, "w": WEEK}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+)([smhdw])", text))
 
 
 ALERTS: dict[str, AlertSpec] = {
@@ -63,8 +77,8 @@ ALERTS: dict[str, AlertSpec] = {
         size_text="queue x10 or more for >= 1 h (injected)"),
     "QPUCalibrationStale": AlertSpec(frozenset(), note="the simulator recalibrates daily; it has no stale calibrations"),
     "QPUDeadCouplersRising": AlertSpec(
-        frozenset({"coupler_death"}), hold=600.0, sizes={"coupler_death": _always},
-        size_text="any coupler death (the rule needs two at once: recall is per death)"),
+        frozenset({"coupler_death", COUPLERS_DEAD}), hold=600.0, sizes={COUPLERS_DEAD: _always},
+        size_text="two or more couplers of a backend dead at once (the rule's threshold)"),
     "QPUQubitCoherenceDrift": AlertSpec(
         frozenset({"tls_dip", "t1_drop"}), target="qubit", hold=3 * HOUR,
         sizes={"t1_drop": lambda e: e.size <= 0.3 and _duration(e) >= 6 * HOUR,
@@ -83,8 +97,9 @@ ALERTS: dict[str, AlertSpec] = {
         frozenset({"failure_burst", "job_failures"}), hold=6 * HOUR,
         sizes={"job_failures": lambda e: e.size >= 0.5 and _duration(e) >= HOUR,
                "failure_burst": lambda e: e.size >= 0.3 and _duration(e) >= HOUR},
-        size_text="half the jobs failing for >= 1 h", step=False,
-        note="a ratio over a window: detection takes window x threshold / failure rate"),
+        size_text="half the jobs failing for >= 1 h", step=False, window_label="long_window",
+        note="a ratio over a window: detection takes window x threshold / failure rate; "
+             "the budget a burst burned stays in the long window"),
     "QPUJobQueueTimeHigh": AlertSpec(frozenset({"queue_swing", "queue_spike"}), hold=6 * HOUR, step=False),
     "QPUCostBudgetBurn": AlertSpec(frozenset(), target="fleet", note="the simulator has no spend surges"),
     "QPUCollectorFailing": AlertSpec(frozenset(), note="offline history has no exporter faults"),
@@ -162,12 +177,33 @@ def scored(alertname: str) -> bool:
     return alertname in ALERTS and not alertname.startswith(UNSCORED)
 
 
+def derived_events(events: list[TrueEvent]) -> list[TrueEvent]:
+    """Events that are combinations of others: ``couplers_dead``, from the moment a second
+    coupler of a backend is dead at the same time until fewer than two are (size: the most
+    dead at once)."""
+    out = []
+    for backend in sorted({e.backend for e in events if e.kind == "coupler_death"}):
+        edges = sorted(x for e in events if e.kind == "coupler_death" and e.backend == backend
+                       for x in ((e.start, 1), (e.end, -1)))
+        dead, opened, peak = 0, None, 0
+        for t, step in edges:
+            dead += step
+            if dead >= 2 and opened is None:
+                opened, peak = t, dead
+            peak = max(peak, dead)
+            if dead < 2 and opened is not None:
+                out.append(TrueEvent(COUPLERS_DEAD, backend, opened, t, float(peak)))
+                opened = None
+    return out
+
+
 def score(episodes: Iterable, events: list[TrueEvent], start: float, end: float,
           recall_until: float | None = None) -> dict[tuple[str, str], Row]:
     """Rows per (alert, severity) over episodes that fired in [start, end) and events that
     started in [start, recall_until) (default ``end``). Episodes that did not fire count as
     pending only."""
     recall_until = end if recall_until is None else recall_until
+    events = events + derived_events(events)
     rows: dict[tuple[str, str], Row] = {}
     by_alert: dict[tuple[str, str], list] = {}
     for ep in episodes:
@@ -187,7 +223,8 @@ def score(episodes: Iterable, events: list[TrueEvent], start: float, end: float,
         stop = end if ep.resolved_at is None else ep.resolved_at
         row.durations.append(stop - ep.fired_at)
         labels = ep.label
-        if any(matches(spec, labels, e) and e.start <= stop and ep.active_at <= e.end + spec.hold for e in events):
+        hold = spec.hold_for(labels)
+        if any(matches(spec, labels, e) and e.start <= stop and ep.active_at <= e.end + hold for e in events):
             row.explained += 1
         else:
             row.unexplained.append(ep)
@@ -217,8 +254,10 @@ def explain(episode, events: list[TrueEvent]) -> list[TrueEvent]:
     if spec is None:
         return []
     stop = episode.resolved_at if episode.resolved_at is not None else float("inf")
+    hold = spec.hold_for(episode.label)
+    events = events + derived_events(events)
     return [e for e in events
-            if matches(spec, episode.label, e) and e.start <= stop and episode.active_at <= e.end + spec.hold]
+            if matches(spec, episode.label, e) and e.start <= stop and episode.active_at <= e.end + hold]
 
 
 def summarize(episodes: Iterable, start: float, end: float) -> dict[tuple[str, str], Row]:
