@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO, http_get, require_binary, run_cli, wait_until
 from qpu_exporter.alertreplay import Episode, Rule, episodes_from_points, load_rules, read_by_alerts, replay
-from qpu_exporter.alertscore import explain, score
+from qpu_exporter.alertscore import derived_events, explain, score
 from qpu_exporter.config import Config, SimulatedProviderConfig, load_config
 from qpu_exporter.providers.simulated import JOB_FAIL_P, SimulatedProvider
 from qpu_exporter.providers.simulated_truth import TrueEvent, read_jsonl
@@ -132,6 +132,19 @@ def test_scoring_matches_events_by_backend_qubit_and_time():
     assert (coherence.events, coherence.detected, coherence.ttd) == (1, 1, [3600.0])
     assert rows[("QPUGateErrorDrift", "ticket")].explained == 1  # T1 sets the coherence limit of its gates
     assert explain(episodes[0], [dip]) == [dip] and explain(episodes[1], [dip]) == []
+
+
+def test_derived_and_window_explanations():
+    deaths = [TrueEvent("coupler_death", "b", 0.0, 100.0, 1.0, qubits="1_2"),
+              TrueEvent("coupler_death", "b", 50.0, 200.0, 1.0, qubits="3_4"),
+              TrueEvent("coupler_death", "b", 300.0, 400.0, 1.0, qubits="5_6")]
+    (two,) = derived_events(deaths)  # only the first two overlap
+    assert (two.kind, two.start, two.end, two.size) == ("couplers_dead", 50.0, 100.0, 2.0)
+    burst = TrueEvent("failure_burst", "b", 0.0, 3600.0, 0.4)
+    later = 2 * 86400.0  # a burn-rate episode two days after the burst
+    for window, explained in (("3d", True), ("1d", False)):
+        ep = _episode("QPUJobErrorBudgetBurn", later, provider="simulated", backend="b", long_window=window)
+        assert bool(explain(ep, [burst])) is explained, window
 
 
 # --- offline history --------------------------------------------------------------------------------

@@ -87,8 +87,9 @@ ALERTS: dict[str, AlertSpec] = {
         note="needs several hourly re-measurements before a detector signals"),
     "QPUReadoutErrorDrift": AlertSpec(
         frozenset({"readout_degrade"}), target="qubit", hold=6 * HOUR,
-        sizes={"readout_degrade": lambda e: e.size >= 3 and _duration(e) >= DAY},
-        size_text="readout error x3 for >= 1 d", step=False),
+        sizes={"readout_degrade": lambda e: e.size >= 3 and _duration(e) >= 3 * DAY},
+        size_text="readout error x3 for >= 3 d (readout is re-measured every ~5 h)", step=False,
+        note="a CUSUM needs about twelve measurements of a 3x rise against autocorrelated readout noise"),
     "QPUGateErrorDrift": AlertSpec(
         frozenset({"gate_error_rise", "gate_creep", "tls_dip", "t1_drop"}), target="gate", hold=6 * HOUR,
         sizes={"gate_error_rise": lambda e: e.size >= 3 and _duration(e) >= 3 * DAY},
@@ -147,10 +148,24 @@ class Row:
     durations: list[float] = field(default_factory=list)
     for_seconds: float = 0.0
     unexplained: list = field(default_factory=list)
+    by_kind: dict[str, Recall] = field(default_factory=dict)
 
     @property
     def precision(self) -> float | None:
         return self.explained / self.firing if self.firing else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.detected / self.events if self.events else None
+
+
+@dataclass
+class Recall:
+    """Detection of one kind of event by one alert."""
+
+    events: int = 0
+    detected: int = 0
+    ttd: list[float] = field(default_factory=list)
 
     @property
     def recall(self) -> float | None:
@@ -239,12 +254,16 @@ def score(episodes: Iterable, events: list[TrueEvent], start: float, end: float,
                 size_ok = spec.sizes.get(e.kind)
                 if size_ok is None or not size_ok(e) or not start <= e.start < recall_until:
                     continue
+                kind = row.by_kind.setdefault(e.kind, Recall())
                 row.events += 1
+                kind.events += 1
                 fired = [ep.fired_at for ep in eps
                          if matches(spec, ep.label, e) and e.start <= ep.fired_at <= e.end + spec.hold]
                 if fired:
                     row.detected += 1
+                    kind.detected += 1
                     row.ttd.append(min(fired) - e.start)
+                    kind.ttd.append(min(fired) - e.start)
     return rows
 
 
