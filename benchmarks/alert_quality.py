@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "dashboards"))
 
 from qpudash.promql import selectors as promql_selectors  # noqa: E402
 
-from qpu_exporter.alertreplay import Episode, Rule, load_rules, read_by_alerts, replay  # noqa: E402
+from qpu_exporter.alertreplay import Episode, Rule, load_rules, read_by_alerts, replay, tsdb_time_range  # noqa: E402
 from qpu_exporter.alertscore import ALERTS, Row, median, p90, score, summarize, UNSCORED  # noqa: E402
 from qpu_exporter.config import Config  # noqa: E402
 from qpu_exporter.providers.simulated_truth import read_jsonl  # noqa: E402
@@ -291,21 +291,19 @@ def print_scenario(scenario: Scenario, rows: dict, stats: dict, days: float, eva
 
 def user_history(args, rules: list[Rule]) -> int:
     with tempfile.TemporaryDirectory(prefix="qpu-alert-history-") as work:
-        episodes = replay([args.openmetrics] if args.openmetrics else [], rules, Path(work),
-                          tsdb=args.tsdb)
-    if not episodes:
-        print("no alert became active over the history")
-        return 0
-    start = min(e.active_at for e in episodes)
-    end = max((e.resolved_at or e.active_at) for e in episodes)
-    start, end = (args.start or start), (args.end or end)
-    weeks = max((end - start) / (7 * DAY), 1 / 7)
+        episodes = replay([args.openmetrics] if args.openmetrics else [], rules, Path(work), tsdb=args.tsdb)
+        first, last = tsdb_time_range(Path(work) / "data")
+    start, end = (args.start or first), (args.end or last)
+    weeks = (end - start) / (7 * DAY)
     rows = summarize(episodes, start, end)
-    print(f"| alert | severity | firing episodes | per week | median duration | p90 duration | pending only |")
+    print(f"{(end - start) / DAY:.1f} days of history, {len(rules)} rules from {args.rules}\n")
+    print("| alert | severity | firing episodes | per week | median duration | p90 duration | pending only |")
     print("|---|---|---|---|---|---|---|")
     for (alert, sev), r in sorted(rows.items()):
         print(f"| {alert} | {sev or '–'} | {r.firing} | {r.firing / weeks:.1f} | {_minutes(median(r.durations))} | "
               f"{_minutes(p90(r.durations))} | {r.pending_only} |")
+    if not rows:
+        print("| (no alert became active) | | | | | | |")
     return 0
 
 
