@@ -21,11 +21,11 @@ event's start and its end plus ``hold``; time to detect = firing time - event st
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from .alertreplay import duration_seconds
 from .providers.simulated_truth import TrueEvent
 
 HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
@@ -51,16 +51,11 @@ class AlertSpec:
 
     def hold_for(self, labels: dict[str, str]) -> float:
         window = labels.get(self.window_label or "")
-        return max(self.hold, _duration_text(window)) if window else self.hold
+        return max(self.hold, duration_seconds(window)) if window else self.hold
 
 
 def _always(_e: TrueEvent) -> bool:
     return True
-
-
-def _duration_text(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": HOUR, "d": DAY, "w": WEEK}
-    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+)([smhdw])", text))
 
 
 ALERTS: dict[str, AlertSpec] = {

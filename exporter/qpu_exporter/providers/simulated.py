@@ -74,8 +74,9 @@ STALE_QUBIT_FRACTION = 0.02
 NEW_DEAD_COUPLER_PER_DAY = 0.004
 OUTAGE_PER_DAY, OUTAGE_MEAN = 1 / 30, 1 * HOUR
 PENDING_LOG10_SIGMA, PENDING_TAU = 0.3, 2 * HOUR
-# Calm dynamics keep the queue within ~1.3x of its level: its 3x swings are events.
-CALM_PENDING_LOG10_SIGMA = 0.1
+# Calm dynamics keep the queue near its level (a 2x swing, what QueueDepthAnomaly calls
+# anomalous, would be a 6-sigma excursion): the realistic queue's swings are events.
+CALM_PENDING_LOG10_SIGMA = 0.05
 JOBS_PER_HOUR = 12.0
 # A healthy backend fails 0.3 % of jobs (a 99 % success objective holds with room to spare);
 # rare failure bursts (a backend in a bad state) fail a large share of the jobs created in them.

@@ -26,7 +26,8 @@ What counts as an event (``kind``, what ``size`` means, when it starts and ends)
   from ``at`` for ``duration``, ``size`` = its effective ``factor``, ``source = "injected"``.
 
 Calm dynamics (``dynamics: calm``) generate none of these but gate creep: their queue stays
-within ~1.3x of its level and no TLS, coupler, outage or failure-burst events occur.
+near its level (2x would be a 6-sigma excursion) and no TLS, coupler, outage or failure-burst
+events occur.
 
 Times are the exporter's wall-clock unix seconds (the timestamps the exported data carries);
 ``sim_start``/``sim_end`` are the simulated seconds since the fleet's origin. Pure
