@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test install install-dev test-binaries bench lock clean
+.PHONY: run test install install-dev test-binaries bench lock clean image
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "qpu-exporter needs Python >= 3.11")'
@@ -54,6 +54,10 @@ test-binaries:
 
 test: install-dev test-binaries
 	$(BIN)/python -m pytest $(ARGS)
+
+# The container image, labelled with the commit it was built from (build_info's revision).
+image:
+	docker build --build-arg REVISION=$$(git rev-parse --short=12 HEAD) -f deploy/Dockerfile -t qpu-exporter:local .
 
 bench: install-dev
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

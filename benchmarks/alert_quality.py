@@ -34,7 +34,7 @@ from qpudash.promql import selectors as promql_selectors  # noqa: E402
 from qpu_exporter.alertreplay import Episode, Rule, load_rules, read_by_alerts, replay, tsdb_time_range  # noqa: E402
 from qpu_exporter.alertscore import ALERTS, Row, median, p90, score, summarize, UNSCORED  # noqa: E402
 from qpu_exporter.config import Config  # noqa: E402
-from qpu_exporter.providers.simulated_truth import read_jsonl  # noqa: E402
+from qpu_exporter.providers.simulated.truth import read_jsonl  # noqa: E402
 from qpu_exporter.simhistory import HistoryPlan, OpenMetricsWriter, Selector, generate  # noqa: E402
 
 DAY, HOUR = 86400.0, 3600.0
@@ -95,7 +95,7 @@ def incident_plan(offset: float, days: float, seed: int = SEED) -> list[dict]:
     the scored window begins, in those terms)."""
     from qpu_exporter.providers.fake_snapshots import load_snapshot
 
-    from qpu_exporter.providers.ibm_properties import parse_properties
+    from qpu_exporter.providers.ibm.properties import parse_properties
 
     rng = np.random.default_rng([seed, 19])
     qubits = {b: int(load_snapshot(b)[0]["n_qubits"]) for b in FLEET}

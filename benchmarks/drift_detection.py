@@ -1,12 +1,12 @@
-"""Drift-detector benchmark (statistics.md section 3.1 protocol) for qpu_exporter.drift.
+"""Drift-detector benchmark (protocol in docs/drift.md) for qpu_exporter.drift.
 
 Feeds the exporter's own DriftMonitor (streaming, via observe_many one time step at a time)
 with seeded synthetic series and prints target vs measured vs pass/fail, plus throughput and
 memory per series. ARL0 = 500 per series and detector so the figures compare with the oracle
-CUSUM (k = 0.5, h = 5.071, known mean and sd) of statistics.md, which is run here on the same
+CUSUM (k = 0.5, h = 5.071, known mean and sd) (Page 1954; Montgomery's textbook table), which is run here on the same
 data so every ratio to it is measured, not quoted.
 
-Delay (statistics.md 3.1): t_alarm - tau + 1 for the first alarm at or after tau, over the series
+Delay: t_alarm - tau + 1 for the first alarm at or after tau, over the series
 with no alarm in [warm-up, tau); a series never alarming after tau is a miss and counts as +inf
 in the median. The exporter's DriftMonitor runs with its shipped defaults except ARL0 = 500 and
 warm-up = 100 (the protocol's); the feasibility section changes ARL0 only, and says so.
@@ -33,7 +33,7 @@ MU0, SIGMA0 = 100.0, 5.0
 TAU = 200
 DETECTORS = ("ewma", "cusum", "either")
 # The protocol's oracle: CUSUM k = 0.5 with known mean and sd, h for two-sided ARL0 = 500
-# (5.071; tests/test_drift_design.py checks cusum_h against statistics.md 2.3).
+# (5.071; tests/test_drift_design.py checks cusum_h against the published table).
 ORACLE_K = 0.5
 ORACLE_H = cusum_h(ARL0, ORACLE_K)
 

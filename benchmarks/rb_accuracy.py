@@ -1,4 +1,4 @@
-"""RB estimation benchmark (statistics.md §3.2): accuracy, error bars, design efficiency, Aer cost.
+"""RB estimation benchmark (protocol in docs/rb.md): accuracy, error bars, design efficiency, Aer cost.
 
 Prints tables; targets vs measured with PASS/FAIL. Runs in ~3-4 minutes on 2 cores, ~45 s of
 which is the default 1q Aer probe (--no-aer skips it).
@@ -271,7 +271,7 @@ def aer_probe_timing(checks):
     from qpu_exporter.rb.execute_aer import run_counts
     from qpu_exporter.rb.noise import build_noise_model
 
-    # Sherbrooke-like medians (providers.md §1): T1 278 us, sx 2.4e-4 @ 57 ns, ecr 7.8e-3 @ 533 ns.
+    # Sherbrooke-like medians (qiskit-ibm-runtime's FakeSherbrooke snapshot): T1 278 us, sx 2.4e-4 @ 57 ns, ecr 7.8e-3 @ 533 ns.
     qs = [QubitCalibration(q, {"t1_seconds": Measurement(278e-6), "t2_seconds": Measurement(180e-6), "readout_error_ratio": Measurement(0.02)}) for q in (5, 6)]
     gates = [GateCalibration(g, (q,), Measurement(2.4e-4), Measurement(57e-9)) for q in (5, 6) for g in ("sx", "x")]
     gates.append(GateCalibration("ecr", (5, 6), Measurement(7.8e-3), Measurement(533e-9)))

@@ -1,4 +1,5 @@
-"""Shared fixtures: free ports, a real exporter process, a real Prometheus.
+"""Shared fixtures: free ports, a real exporter process, a real Prometheus, a real Pushgateway,
+a real PostgreSQL.
 
 Waiting is always polling with a timeout, never a fixed sleep. In CI (CI=true) a missing
 Prometheus binary is a failure, not a skip.
@@ -63,7 +64,7 @@ def require_binary(name: str) -> str:
     if path:
         return path
     if os.environ.get("CI"):
-        pytest.fail(f"{name} is required in CI (apt-get install prometheus prometheus-alertmanager)")
+        pytest.fail(f"{name} is required in CI (apt-get install prometheus prometheus-alertmanager prometheus-pushgateway)")
     pytest.skip(f"{name} not installed")
 
 
@@ -151,6 +152,16 @@ class PrometheusProcess:
         return data["data"]["result"]
 
 
+def terminate_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each process we started, SIGKILL after 10 s."""
+    for p in procs:
+        p.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=10)
+        if p.poll() is None:
+            p.kill()
+
+
 @pytest.fixture
 def start_prometheus(tmp_path) -> Iterator[Callable[..., PrometheusProcess]]:
     """Start the real Prometheus scraping the given targets every second."""
@@ -182,12 +193,37 @@ def start_prometheus(tmp_path) -> Iterator[Callable[..., PrometheusProcess]]:
         return PrometheusProcess(proc, port)
 
     yield start
-    for p in procs:
-        p.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=10)
-        if p.poll() is None:
-            p.kill()
+    terminate_all(procs)
+
+
+@dataclass
+class PushgatewayProcess:
+    proc: subprocess.Popen
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def start_pushgateway(tmp_path) -> Iterator[Callable[[], PushgatewayProcess]]:
+    """Start the real Prometheus Pushgateway (Debian prometheus-pushgateway), in memory only."""
+    binary = require_binary("prometheus-pushgateway")
+    procs: list[subprocess.Popen] = []
+
+    def start() -> PushgatewayProcess:
+        port = free_port()
+        log = tmp_path / f"pushgateway-{len(procs)}.log"
+        # An empty persistence file keeps metrics in memory (the default writes under /var/lib).
+        proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        procs.append(proc)
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/-/ready", timeout=2)[0] == 200, 30, "pushgateway ready")
+        return PushgatewayProcess(proc, port)
+
+    yield start
+    terminate_all(procs)
 
 
 def run_cli(*args: str, input: str | None = None, timeout: float = 120, env: dict | None = None,
@@ -210,3 +246,55 @@ def sample(text: str, name: str, **labels) -> float | None:
         if n == name and all(lab.get(k) == v for k, v in labels.items()):
             return value
     return None
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres():
+    """One throw-away PostgreSQL cluster for the session (pgcluster.py), stopped at the end.
+    In CI a missing server is a failure, not a skip."""
+    from pgcluster import bindir, new_cluster
+
+    if bindir() is None:
+        require_binary("initdb")
+    cluster = new_cluster()
+    yield cluster
+    cluster.remove()
+
+
+@dataclass
+class StateTarget:
+    """Where a test's state lives: a SQLite file or a fresh PostgreSQL database."""
+
+    target: str
+    password: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if "://" in self.target else "sqlite"
+
+    def store(self, **kw):
+        from qpu_exporter.store import Store
+
+        return Store(self.target, password=self.password, **kw)
+
+    def env(self) -> dict[str, str]:
+        """An exporter process's environment for this state (password from the environment)."""
+        if self.kind == "sqlite":
+            return {"QPU_EXPORTER_STATE_PATH": self.target}
+        return {"QPU_EXPORTER_STATE_PATH": "", "QPU_EXPORTER_STATE_URL": self.target,
+                "QPU_EXPORTER_STATE_PASSWORD": self.password or ""}
+
+
+@pytest.fixture
+def pg_state(postgres) -> StateTarget:
+    """A new empty database of the session cluster, for this test alone."""
+    return StateTarget(postgres.create_database(), postgres.password)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request, tmp_path) -> StateTarget:
+    """The same test on both engines."""
+    if request.param == "sqlite":
+        return StateTarget(str(tmp_path / "state.db"))
+    return request.getfixturevalue("pg_state")

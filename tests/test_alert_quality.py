@@ -18,8 +18,8 @@ from conftest import REPO, http_get, require_binary, run_cli, wait_until
 from qpu_exporter.alertreplay import Episode, Rule, episodes_from_points, load_rules, read_by_alerts, replay
 from qpu_exporter.alertscore import derived_events, explain, score
 from qpu_exporter.config import Config, SimulatedProviderConfig, load_config
-from qpu_exporter.providers.simulated import JOB_FAIL_P, SimulatedProvider
-from qpu_exporter.providers.simulated_truth import TrueEvent, read_jsonl
+from qpu_exporter.providers.simulated.provider import JOB_FAIL_P, SimulatedProvider
+from qpu_exporter.providers.simulated.truth import TrueEvent, read_jsonl
 from qpu_exporter.simhistory import HistoryError, HistoryPlan, OpenMetricsWriter, generate, parse_selector
 
 ORIGIN = 1_767_225_600.0  # 2026-01-01T00:00:00Z

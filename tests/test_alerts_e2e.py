@@ -8,6 +8,7 @@ its receivers pointed at the test's webhook, so routes and inhibitions are the r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -76,31 +77,46 @@ def _alertmanager_config(webhook: str) -> dict:
     return cfg
 
 
-def test_incidents_page_and_ticket_with_runbooks_and_inhibition(start_exporter, start_prometheus, tmp_path):
-    amtool_bin = require_binary("prometheus-alertmanager")
+@contextlib.contextmanager
+def alerting_stack(tmp_path, handler):
+    """The rules rendered with the fast override, a webhook server running ``handler`` and
+    Alertmanager with the shipped routing pointed at it; yields (rule files, Alertmanager's
+    host:port). Prometheus is started by the test, with ``prometheus_args``."""
+    am_bin = require_binary("prometheus-alertmanager")
     rules_dir = tmp_path / "rules"
     subprocess.run([sys.executable, str(REPO / "alerts/generate.py"), "--config", str(REPO / "alerts/config.fast.yaml"),
                     "--out", str(rules_dir)], check=True, capture_output=True, timeout=60)
-
-    _Webhook.received = []
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     am_port = free_port()
     (tmp_path / "am.yml").write_text(yaml.safe_dump(_alertmanager_config(f"http://127.0.0.1:{hook.server_port}")))
     am = subprocess.Popen(
-        [amtool_bin, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am'}",
+        [am_bin, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am'}",
          f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
         stdout=(tmp_path / "am.log").open("wb"), stderr=subprocess.STDOUT,
     )
     try:
         wait_until(lambda: http_get(f"http://127.0.0.1:{am_port}/-/ready")[0] == 200, 30, "alertmanager ready")
+        yield [str(p) for p in sorted(rules_dir.glob("*.yml"))], f"127.0.0.1:{am_port}"
+    finally:
+        am.terminate()
+        am.wait(timeout=10)
+        hook.shutdown()
+
+
+# Alerts that fire before the notifier has found Alertmanager (the always-on Watchdog) are
+# otherwise re-sent only after 1m.
+prometheus_args = ["--rules.alert.resend-delay=2s"]
+
+
+def test_incidents_page_and_ticket_with_runbooks_and_inhibition(start_exporter, start_prometheus, tmp_path):
+    _Webhook.received = []
+    with alerting_stack(tmp_path, _Webhook) as (rule_files, am_address):
+        am_port = am_address.rsplit(":", 1)[1]
         started = time.time()
         ex = start_exporter(EXPORTER_CONFIG)
-        prom = start_prometheus([f"127.0.0.1:{ex.port}"], rule_files=[str(p) for p in sorted(rules_dir.glob("*.yml"))],
-                                alertmanager=f"127.0.0.1:{am_port}",
-                                # Alerts that fire before the notifier has found Alertmanager
-                                # (the always-on Watchdog) are otherwise re-sent only after 1m.
-                                extra_args=["--rules.alert.resend-delay=2s"])
+        prom = start_prometheus([f"127.0.0.1:{ex.port}"], rule_files=rule_files, alertmanager=am_address,
+                                extra_args=prometheus_args)
         incident_at = started + 20  # 20 simulated hours at speedup 3600
 
         def delivered(alertname, backend=None, receiver=None):
@@ -148,7 +164,3 @@ def test_incidents_page_and_ticket_with_runbooks_and_inhibition(start_exporter, 
         assert not leaked, f"inhibited alert reached a receiver: {leaked[0][3]['labels']}"
         # The Watchdog reaches the dead-man's switch.
         wait_until(lambda: delivered("Watchdog", receiver="deadmans-switch"), 30, "watchdog delivery")
-    finally:
-        am.terminate()
-        am.wait(timeout=10)
-        hook.shutdown()

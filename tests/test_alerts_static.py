@@ -63,7 +63,8 @@ def _test_cases() -> list[dict]:
 
 def test_every_concern_is_rendered():
     assert [p.name for p in RULE_FILES] == sorted(
-        ["backend.yml", "calibration.yml", "drift.yml", "probes.yml", "jobs.yml", "cost.yml", "exporter.yml"]
+        ["backend.yml", "calibration.yml", "drift.yml", "probes.yml", "jobs.yml", "cost.yml", "exporter.yml",
+         "runs.yml", "workloads.yml"]
     )
 
 
@@ -112,7 +113,7 @@ def test_alert_labels_and_annotations():
         if name not in ALWAYS_FIRING:
             assert "{{" in annotations["description"], f"{name}: description shows no value or label"
         if "dashboard_url" in annotations:
-            assert re.search(r"/d/qpu-(executive|oncall|qubit)\b", annotations["dashboard_url"]), name
+            assert re.search(r"/d/qpu-(executive|oncall|qubit|workloads|runs)\b", annotations["dashboard_url"]), name
 
 
 def test_runbooks_match_alerts():
@@ -158,8 +159,11 @@ def test_amtool_check_config():
         ("ticket", ["alertname=QPUCalibrationStale", "severity=ticket", "provider=ibm", "backend=ibm_fez"]),
         ("deadmans-switch", ["alertname=Watchdog", "severity=ticket"]),
         ("ticket", ["alertname=SomethingWithoutSeverity"]),
+        ("team-chem", ["alertname=QPUWorkloadCostBudgetBurn", "severity=page", "concern=workloads", "workload=chem"]),
+        ("pager", ["alertname=QPUWorkloadCostBudgetBurn", "severity=page", "concern=workloads", "workload=ml"]),
+        ("ticket", ["alertname=QPUWorkloadErrorBudgetBurn", "severity=ticket", "concern=workloads", "workload=ml"]),
     ],
-    ids=["page", "ticket", "watchdog", "default"],
+    ids=["page", "ticket", "watchdog", "default", "workload-team", "workload-page", "workload-ticket"],
 )
 def test_amtool_routes(receiver: str, labels: list[str]):
     result = _run(_binary("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}", f"--verify.receivers={receiver}", *labels)

@@ -23,7 +23,7 @@ from botocore.exceptions import ReadTimeoutError
 from test_braket_provider import ARNS, SECRET, Rig, device_payload
 
 from qpu_exporter.providers.base import ProviderError
-from qpu_exporter.providers.braket import (
+from qpu_exporter.providers.braket.provider import (
     PROBE_TAGS,
     compiled_program,
     counts_in_qiskit_order,

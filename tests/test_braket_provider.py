@@ -4,7 +4,6 @@ synthetic, Braket schema, values borrowed from IBM snapshots) and hand-made task
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 from datetime import datetime
@@ -15,12 +14,12 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import ANY, Stubber
 
-from qpu_exporter.config import BraketProviderConfig
-from qpu_exporter.model import JOB_CANCELLED, JOB_DONE, JOB_FAILED
+from qpu_exporter.providers.braket.config import BraketProviderConfig
+from qpu_exporter.model import JOB_CANCELLED, JOB_DONE, JOB_FAILED, REPORTED_EPC
 from qpu_exporter.providers.base import ProviderError
-from qpu_exporter.providers.braket import BraketProvider, parse_queue_size, window_open
-from qpu_exporter.providers.ibm_properties import parse_timestamp
-from qpu_exporter.providers.prices import load_price_table
+from qpu_exporter.providers.braket.provider import BraketProvider, parse_queue_size, window_open
+from qpu_exporter.providers.ibm.properties import parse_timestamp
+from qpu_exporter.providers.braket.prices import load_price_table
 
 FIX = Path(__file__).parent / "fixtures" / "braket"
 ARNS = {
@@ -69,6 +68,19 @@ class Rig:
             s.assert_no_pending_responses()
 
 
+def calibration_of_document(caps: dict):
+    """The provider's calibration of a device document, served by GetDevice under Garnet's ARN
+    (the real parse path: discovery, then a calibration poll)."""
+    rig = Rig(["Garnet"])
+    payload = with_caps(device_payload("Garnet"), caps)
+    rig.get_device("Garnet", payload)
+    rig.provider.backends()
+    rig.get_device("Garnet", payload)
+    snap = rig.provider.calibration("Garnet")
+    rig.done()
+    return snap
+
+
 # --- discovery and status ---------------------------------------------------------------------
 
 def test_configured_devices_and_status():
@@ -91,18 +103,40 @@ def test_configured_devices_and_status():
     rig.done()
 
 
-def test_default_discovery_searches_qpus_in_region():
+def _device_summary(name: str, status: str = "ONLINE", device_type: str = "QPU") -> dict:
+    arn = ARNS.get(name, f"arn:aws:braket:us-east-1::device/qpu/x/{name}")
+    provider = {"Garnet": "IQM", "Ankaa-3": "Rigetti"}.get(name, "IonQ")
+    return {"deviceArn": arn, "deviceName": name, "providerName": provider, "deviceType": device_type, "deviceStatus": status}
+
+
+def test_default_discovery_searches_every_qpu_region_without_a_type_filter():
+    from qpu_exporter.providers.braket.config import QPU_REGIONS
+
     rig = Rig(None, region="us-east-1")
-    stub = rig.stub("us-east-1")
-    stub.add_response("search_devices", {"devices": [
-        {"deviceArn": ARNS["Forte-1"], "deviceName": "Forte-1", "providerName": "IonQ", "deviceType": "QPU", "deviceStatus": "ONLINE"},
-        {"deviceArn": "arn:aws:braket:us-east-1::device/qpu/ionq/Harmony", "deviceName": "Harmony", "providerName": "IonQ",
-         "deviceType": "QPU", "deviceStatus": "RETIRED"},
-    ]}, {"filters": [{"name": "deviceType", "values": ["QPU"]}], "maxResults": 100})
-    rig.get_device("Forte-1")
-    infos = rig.provider.backends()
-    assert [(i.backend, i.num_qubits) for i in infos] == [("Forte-1", 36)]
+    found = {"us-east-1": [_device_summary("Forte-1"), _device_summary("Harmony", status="RETIRED"),
+                           _device_summary("SV1", device_type="SIMULATOR")],
+             "eu-north-1": [_device_summary("Garnet")], "us-west-1": [_device_summary("Ankaa-3")]}
+    for region in QPU_REGIONS:
+        # The service model: SearchDevices supports only a deviceArn filter; type and status
+        # are filtered client-side, as the SDK's AwsDevice.get_devices does.
+        rig.stub(region).add_response("search_devices", {"devices": found.get(region, [])},
+                                      {"filters": [], "maxResults": 100})
+    for name in ("Forte-1", "Garnet", "Ankaa-3"):
+        rig.get_device(name)
+    infos = {i.backend: i.num_qubits for i in rig.provider.backends()}
+    assert infos == {"Forte-1": 36, "Garnet": 20, "Ankaa-3": 12}
     rig.done()
+
+
+def test_regions_narrow_discovery_and_a_failing_region_is_skipped():
+    rig = Rig(None, region="us-east-1", regions=["eu-north-1", "us-west-1"])
+    rig.stub("eu-north-1").add_response("search_devices", {"devices": [_device_summary("Garnet")]},
+                                        {"filters": [], "maxResults": 100})
+    rig.stub("us-west-1").add_client_error("search_devices", "InternalServiceException", "down", http_status_code=500)
+    rig.get_device("Garnet")
+    assert [i.backend for i in rig.provider.backends()] == ["Garnet"]
+    rig.done()
+    assert "us-east-1" not in rig.stubs  # not asked at all
 
 
 @pytest.mark.parametrize("text,expected", [("13", (13, True)), (">4000", (4000, False)), (">1000", (1000, False)),
@@ -167,8 +201,9 @@ def test_calibration_v1_si_values(name, twoq):
     q = next(q for q in snap.qubits if q.qubit == int(key))
     fids = {f["fidelityType"]["name"]: f["fidelity"] for f in props["oneQubitFidelity"]}
     assert q.values["readout_error"].value == pytest.approx(1 - fids["READOUT"])
-    rb = next(g for g in snap.gates if g.gate == "1q_rb" and g.qubits == (int(key),))
+    rb = next(g for g in snap.gates if g.gate == REPORTED_EPC and g.qubits == (int(key),))
     assert rb.error.value == pytest.approx(1 - fids["RANDOMIZED_BENCHMARKING"])
+    assert rb.error.measured_at is None  # v1 publishes no measurement times
     edges = [g for g in snap.gates if g.gate == twoq]
     assert len(edges) == len(std["twoQubitProperties"])
     edge_key, edge = next(iter(std["twoQubitProperties"].items()))
@@ -186,10 +221,10 @@ def test_calibration_v3_device_level():
     assert all(q.values["t1"].value == 100.0 and q.values["t2"].value == 1.0 for q in snap.qubits)
     assert snap.qubits[7].values["readout_error"].value == pytest.approx(1 - std["readoutFidelity"][0]["fidelity"])
     gates = {g.gate: g for g in snap.gates}
-    assert gates["1q_rb"].qubits == () and gates["1q_rb"].error.value == pytest.approx(1 - 0.9998)
+    assert gates[REPORTED_EPC].qubits == () and gates[REPORTED_EPC].error.value == pytest.approx(1 - 0.9998)
     assert gates["2q_rb"].error.value == pytest.approx(1 - 0.9952)
     assert snap.calibrated_at == parse_timestamp("2026-11-20T08:00:00Z")
-    assert gates["1q_rb"].error.measured_at == snap.calibrated_at
+    assert gates[REPORTED_EPC].error.measured_at == snap.calibrated_at
 
 
 def test_dead_elements_units_and_directions():
@@ -246,6 +281,25 @@ def _search_pages(stub: Stubber, tasks: list[dict], page: int = 4) -> None:
         stub.add_response("search_quantum_tasks", resp, expected)
 
 
+def _task_detail(task: dict, **extra) -> dict:
+    """A GetQuantumTask response for a searched task (the fields the service model requires)."""
+    return {"quantumTaskArn": task["quantumTaskArn"], "status": task["status"], "deviceArn": task["deviceArn"],
+            "deviceParameters": "{}", "shots": task["shots"], "outputS3Bucket": "b", "outputS3Directory": "d",
+            "createdAt": datetime.fromisoformat(task["createdAt"].replace("Z", "+00:00")), **extra}
+
+
+def _stub_task_lookups(stub: Stubber, tasks: list[dict], reasons: dict, associations: dict | None = None) -> None:
+    """One GetQuantumTask per finished, billable-or-failed task, in search order."""
+    for task in tasks:
+        if task["status"] not in ("COMPLETED", "FAILED"):
+            continue
+        arn = task["quantumTaskArn"]
+        extra = {"failureReason": reasons[arn]} if arn in reasons else {}
+        if associations and arn in associations:
+            extra["associations"] = associations[arn]
+        stub.add_response("get_quantum_task", _task_detail(task, **extra), {"quantumTaskArn": arn})
+
+
 def test_tasks_paged_with_costs_failure_classes_and_queue_time():
     fx = _tasks_fixture()
     rig = Rig(["Garnet"])
@@ -253,25 +307,19 @@ def test_tasks_paged_with_costs_failure_classes_and_queue_time():
     rig.provider.backends()
     stub = rig.stub("eu-north-1")
     _search_pages(stub, fx["tasks"])
-    for arn, reason in fx["failure_reasons"].items():
-        task = next(t for t in fx["tasks"] if t["quantumTaskArn"] == arn)
-        stub.add_response("get_quantum_task", {
-            "quantumTaskArn": arn, "status": "FAILED", "failureReason": reason, "deviceArn": ARNS["Garnet"],
-            "deviceParameters": "{}", "shots": task["shots"], "outputS3Bucket": "b", "outputS3Directory": "d",
-            "createdAt": datetime.fromisoformat(task["createdAt"].replace("Z", "+00:00")),
-        }, {"quantumTaskArn": arn})
+    _stub_task_lookups(stub, fx["tasks"], fx["failure_reasons"])
     first = {j.job_id: j for j in rig.provider.jobs("Garnet", None)}
     rig.done()
     assert len(first) == 5  # the running and queued tasks are not final
-    prices = load_price_table()
-    garnet = prices.braket_price("Garnet")
+    garnet = load_price_table().price("Garnet")
     by_index = {int(arn.rsplit("/", 1)[1][:8]): j for arn, j in first.items()}
     assert by_index[1].status == JOB_DONE and by_index[1].cost_usd == pytest.approx(garnet.per_task_usd + 1000 * garnet.per_shot_usd)
     assert by_index[1].finished_at - by_index[1].created_at == 300
     assert (by_index[3].status, by_index[3].error_class, by_index[3].cost_usd) == (JOB_FAILED, "timeout", 0.0)
     assert (by_index[5].status, by_index[5].error_class) == (JOB_FAILED, "invalid_input")
     assert (by_index[4].status, by_index[4].error_class, by_index[4].cost_usd) == (JOB_CANCELLED, "", 0.0)
-    assert all(j.provider == "braket" and j.backend == "Garnet" and j.usage_seconds == 0.0 for j in first.values())
+    # Braket publishes no QPU time per task: unknown, not 0.
+    assert all(j.provider == "braket" and j.backend == "Garnet" and j.usage_seconds is None for j in first.values())
     assert all(j.queue_seconds is None for j in first.values())  # never seen running
 
     # Later: the running task finished; its start is bounded by the poll that saw it running.
@@ -279,8 +327,9 @@ def test_tasks_paged_with_costs_failure_classes_and_queue_time():
     rig.now = parse_timestamp(fx["later"]["poll_at"])
     later = [dict(t, **fx["later"]["changes"].get(t["quantumTaskArn"], {})) for t in fx["tasks"]]
     _search_pages(stub, later)
+    _stub_task_lookups(stub, [t for t in later if t["quantumTaskArn"].rsplit("/", 1)[1].startswith("00000006")], {})
     second = {j.job_id: j for j in rig.provider.jobs("Garnet", max(j.finished_at for j in first.values()))}
-    rig.done()  # no GetQuantumTask again: failures are cached
+    rig.done()  # no GetQuantumTask again for tasks already recorded
     six = next(j for arn, j in second.items() if arn.rsplit("/", 1)[1].startswith("00000006"))
     assert six.status == JOB_DONE
     assert six.queue_seconds == pytest.approx(running_seen - parse_timestamp("2026-11-20T08:50:00Z"))
@@ -289,7 +338,7 @@ def test_tasks_paged_with_costs_failure_classes_and_queue_time():
 
 def test_tasks_floor_reaches_back_to_oldest_unfinished_task():
     fx = _tasks_fixture()
-    rig = Rig(["Garnet"], max_failure_lookups_per_poll=0)
+    rig = Rig(["Garnet"], max_task_lookups_per_poll=0)
     rig.get_device("Garnet")
     rig.provider.backends()
     stub = rig.stub("eu-north-1")
@@ -304,6 +353,66 @@ def test_tasks_floor_reaches_back_to_oldest_unfinished_task():
     rig.provider.jobs("Garnet", rig.now)
     created = {f["name"]: f["values"][0] for f in seen["filters"]}["createdAt"]
     assert parse_timestamp(created) == parse_timestamp("2026-11-20T08:50:00Z")  # the running task
+
+
+class TaskService:
+    """SearchQuantumTasks answered as the service would: only tasks created at or after the
+    createdAt filter; each newly listed finished task gets its GetQuantumTask queued."""
+
+    def __init__(self, rig: Rig, region: str = "eu-north-1"):
+        self.tasks: list[dict] = []
+        self.floors: list[float] = []
+        self.looked_up: set[str] = set()
+        self.stub = rig.stub(region)
+        rig.provider.client(region).meta.events.register(
+            "provide-client-params.braket.SearchQuantumTasks", self._answer)
+
+    def _answer(self, params, **_):
+        floor = parse_timestamp({f["name"]: f["values"][0] for f in params["filters"]}["createdAt"])
+        self.floors.append(floor)
+        listed = [t for t in self.tasks if parse_timestamp(t["createdAt"]) >= floor]
+        _search_pages(self.stub, listed, page=100)
+        fresh = [t for t in listed if t["status"] in ("COMPLETED", "FAILED") and t["quantumTaskArn"] not in self.looked_up]
+        _stub_task_lookups(self.stub, fresh, {})
+        self.looked_up |= {t["quantumTaskArn"] for t in fresh}
+
+
+def test_a_task_queued_since_before_a_restart_is_recorded_when_it_finishes(tmp_path):
+    from qpu_exporter.scheduler import Poller
+    from qpu_exporter.store import Store
+    from qpu_exporter.view import FleetView
+
+    fx = _tasks_fixture()
+    t0 = parse_timestamp(fx["poll_at"])
+    old = dict(fx["tasks"][6], createdAt="2026-11-20T08:30:00Z")  # QUEUED an hour before the first poll
+    recent = fx["tasks"][0]
+
+    def run(now: float, tasks: list[dict]) -> Store:
+        rig = Rig(["Garnet"], clock=lambda: now)
+        rig.get_device("Garnet")
+        service = TaskService(rig)
+        service.tasks = tasks
+        store = Store(tmp_path / "state.db")
+        poller = Poller([rig.provider], store, FleetView(), clock=lambda: now)
+        poller.discover(rig.provider)
+        poller.poll_jobs(rig.provider, "Garnet")
+        rig.done()
+        return store
+
+    run(t0, [recent, old]).close()
+    # Three days on, newer tasks finished (the cursor moved past the look-back) and the old
+    # one is still queued; then a restart, after which it finishes.
+    moved = dict(recent, createdAt="2026-11-23T09:10:00Z", endedAt="2026-11-23T09:15:00Z",
+                 quantumTaskArn=recent["quantumTaskArn"].replace("00000001-", "00000009-"))
+    run(t0 + 3 * 86400, [recent, old, moved]).close()
+    done = dict(old, status="COMPLETED", endedAt="2026-11-23T10:00:00Z")
+    store = run(t0 + 3 * 86400 + 3600, [recent, done, moved])
+    recorded = store.job_ids("braket", "Garnet")
+    assert old["quantumTaskArn"] in recorded
+    garnet = load_price_table().price("Garnet")
+    cost = sum(v for (n, lab), v in store.counters().items() if n == "qpu_cost_usd_total")
+    assert cost == pytest.approx(garnet.task_cost(recent["shots"]) * 2 + garnet.task_cost(old["shots"]))
+    store.close()
 
 
 # --- faults ---------------------------------------------------------------------------------------
@@ -379,16 +488,78 @@ def test_fault_unavailable_device():
     assert _status_fails(rig).kind == "unavailable"
 
 
-def test_unpriced_device_costs_zero_not_a_crash():
+def _completed_tasks(rig: Rig, caps_change=None, associations=None, table=None):
+    """The fixture's two COMPLETED tasks on Garnet through jobs(), with a price table and a
+    device document changed as asked."""
     fx = _tasks_fixture()
-    rig = Rig(["Garnet"], max_failure_lookups_per_poll=0)
-    rig.provider._prices = copy.replace(rig.provider._prices, braket={}) if hasattr(copy, "replace") else \
-        type(rig.provider._prices)(as_of="", source="", braket={})
+    if table is not None:
+        rig.provider._prices = table
+    payload = device_payload("Garnet")
+    if caps_change is not None:
+        caps = caps_of(payload)
+        caps_change(caps)
+        payload = with_caps(payload, caps)
+    rig.get_device("Garnet", payload)
+    rig.provider.backends()
+    stub = rig.stub("eu-north-1")
+    tasks = fx["tasks"][:2]
+    _search_pages(stub, tasks, page=100)
+    _stub_task_lookups(stub, tasks, {}, associations)
+    jobs = {int(j.job_id.rsplit("/", 1)[1][:8]): j for j in rig.provider.jobs("Garnet", None)}
+    rig.done()
+    return jobs
+
+
+def test_unpriced_device_cost_is_unknown_not_zero():
+    from qpu_exporter.providers.braket.prices import PriceTable
+
+    def no_published_price(caps):
+        caps["service"]["deviceCost"] = None
+
+    jobs = _completed_tasks(Rig(["Garnet"]), no_published_price, table=PriceTable(as_of="", source=""))
+    assert len(jobs) == 2
+    assert all(j.cost_usd is None and j.cost_unknown_reason == "unpriced_device" for j in jobs.values())
+    assert Rig(["Garnet"]).provider._prices.price("nowhere") is None
+
+
+def test_a_device_missing_from_the_table_is_priced_from_the_published_device_cost():
+    from qpu_exporter.providers.braket.prices import PriceTable
+
+    def published(caps):
+        caps["service"]["deviceCost"] = {"price": 0.002, "unit": "shot"}
+
+    jobs = _completed_tasks(Rig(["Garnet"]), published, table=PriceTable(as_of="", source="", default_per_task_usd=0.3))
+    assert jobs[1].cost_usd == pytest.approx(0.3 + 1000 * 0.002)
+    assert jobs[2].cost_usd == pytest.approx(0.3 + 100 * 0.002)
+
+
+def test_reservation_tasks_are_not_priced_as_on_demand():
+    fx = _tasks_fixture()
+    reserved = fx["tasks"][0]["quantumTaskArn"]
+    window = "arn:aws:braket:eu-north-1:123456789012:reservation/00000000-aaaa-bbbb-cccc-000000000000"
+    jobs = _completed_tasks(Rig(["Garnet"]), associations={reserved: [{"arn": window, "type": "RESERVATION_TIME_WINDOW_ARN"}]})
+    assert jobs[1].cost_usd is None and jobs[1].cost_unknown_reason == "reservation"
+    garnet = load_price_table().price("Garnet")
+    assert jobs[2].cost_usd == pytest.approx(garnet.task_cost(100))  # on demand
+
+
+def test_tasks_beyond_the_lookup_cap_wait_for_the_next_poll():
+    fx = _tasks_fixture()
+    rig = Rig(["Garnet"], max_task_lookups_per_poll=1)
     rig.get_device("Garnet")
     rig.provider.backends()
-    _search_pages(rig.stub("eu-north-1"), fx["tasks"][:2], page=100)
-    jobs = rig.provider.jobs("Garnet", None)
-    assert len(jobs) == 2 and all(j.cost_usd == 0.0 for j in jobs)
+    stub = rig.stub("eu-north-1")
+    tasks = fx["tasks"][:2]
+    _search_pages(stub, tasks, page=100)
+    _stub_task_lookups(stub, tasks[:1], {})
+    first = rig.provider.jobs("Garnet", None)
+    _search_pages(stub, tasks, page=100)
+    _stub_task_lookups(stub, tasks[1:], {})
+    second = rig.provider.jobs("Garnet", rig.now)
+    rig.done()
+    assert [j.job_id for j in first] == [tasks[0]["quantumTaskArn"]]
+    assert {j.job_id for j in second} == {t["quantumTaskArn"] for t in tasks}
+    assert all(j.cost_usd is not None for j in first + second)
 
 
 def test_braket_records_are_exported_under_the_common_metric_names():

@@ -1,4 +1,4 @@
-"""rb-fit and backtest through the real command line: contracts of design §4."""
+"""rb-fit and backtest through the real command line: the documented contracts (README, docs/rb.md, docs/drift.md)."""
 
 from __future__ import annotations
 

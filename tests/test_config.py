@@ -27,6 +27,10 @@ def _serve_with(tmp_path, text: str):
          "incidents[0].backend: 'fake_torino' is not one of this provider's backends"),
         ("providers:\n  - kind: simulated\n    incidents:\n      - {backend: fake_fez, kind: meteor}\n",
          "providers[0].incidents[0].kind"),
+        ("providers:\n  - kind: ibm\n    billing: {plan: flex}\n",
+         "providers[0].billing: usd_per_qpu_second: required for plan flex"),
+        ("providers:\n  - kind: ibm\n    usd_per_qpu_second: 1.6\n", "providers[0].usd_per_qpu_second: unknown key"),
+        ("providers:\n  - kind: braket\n    regions: [eu north 1]\n", "providers[0].regions: not an AWS region name"),
         ("schedule: [1, 2]\n", "schedule"),
         ("providers: [\n", "line "),
         ("- just\n- a list\n", "top level must be a mapping"),
@@ -40,6 +44,17 @@ def test_bad_config_exits_2_with_one_line(tmp_path, text, expected):
     assert expected in lines[0], lines[0]
     assert str(tmp_path / "bad.yaml") in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_price_table_with_a_key_it_does_not_use_is_refused(tmp_path):
+    table = tmp_path / "prices.json"
+    table.write_text('{"braket": {"default_per_task_usd": 0.3, "devices": {}}, "ibm": {"per_qpu_second_usd": 1.6}}')
+    result = _serve_with(tmp_path, f"providers:\n  - kind: braket\n    price_table: {table}\n")
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{table}: ibm: unknown key" in lines[0], result.stderr
+    checked = run_cli("check-config", str(tmp_path / "bad.yaml"), cwd=tmp_path)  # refused there too
+    assert checked.returncode == 2 and f"{table}: ibm: unknown key" in checked.stderr, checked
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory"])

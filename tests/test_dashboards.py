@@ -31,12 +31,13 @@ from qpudash.lint import lint, panels  # noqa: E402
 from qpudash.promql import metric_names, selectors  # noqa: E402
 from qpudash.queries import panel_queries, substitute, variable_queries  # noqa: E402
 
-from qpu_exporter.catalog import SPECS  # noqa: E402
+from qpu_exporter.catalog import CLIENT_SPECS, SPECS  # noqa: E402
 
 JSON_DIR = ROOT / "dashboards" / "json"
 DOCS = ROOT / "docs" / "dashboards.md"
 RULE_FILES = sorted((ROOT / "alerts" / "rules").glob("*.yml"))
-UIDS = {"qpu-executive.json": "qpu-executive", "qpu-oncall.json": "qpu-oncall", "qpu-qubit.json": "qpu-qubit"}
+UIDS = {"qpu-executive.json": "qpu-executive", "qpu-oncall.json": "qpu-oncall", "qpu-qubit.json": "qpu-qubit",
+        "qpu-workloads.json": "qpu-workloads", "qpu-runs.json": "qpu-runs"}
 
 # Metrics announced but not in the catalog yet (all have landed).
 ANNOUNCED_METRICS: frozenset[str] = frozenset()
@@ -45,6 +46,7 @@ PROMETHEUS_BUILTINS = frozenset({"up", "ALERTS"})
 # Values for a static parse of the queries: any syntactically valid stand-ins will do.
 STATIC_VALUES = {
     "datasource": "prometheus", "job": ".+", "instance": ".+", "provider": ".*", "backend": ".*", "qubit": ".+",
+    "workload": ".*", "circuit": ".*",
     "__rate_interval": "1m", "__interval": "15s", "__interval_ms": "15000", "__range": "1d", "__range_s": "86400",
     "__range_ms": "86400000",
 }
@@ -55,9 +57,10 @@ def _boards() -> dict[str, dict]:
 
 
 def catalog_series() -> set[str]:
-    """Series names the exporter's catalog defines (histograms expand to _bucket/_sum/_count)."""
+    """Series names the exporter's catalog defines, the instrumentation library's included
+    (histograms expand to _bucket/_sum/_count)."""
     names = set()
-    for spec in SPECS.values():
+    for spec in [*SPECS.values(), *CLIENT_SPECS.values()]:
         names.add(spec.name)
         if spec.type == "histogram":
             names |= {f"{spec.name}_bucket", f"{spec.name}_sum", f"{spec.name}_count"}

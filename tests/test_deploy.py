@@ -24,6 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
+REPLICAS = DEPLOY / "kubernetes-replicas"  # overlay: a Deployment on PostgreSQL instead of the StatefulSet
 COMPOSE = DEPLOY / "docker-compose.yml"
 EXPORTER_PORT = 9961
 STATE_DIR = "/var/lib/qpu-exporter"
@@ -69,7 +70,8 @@ def _mounts(service: dict) -> dict[str, str]:
 def test_compose_services_images_and_ports():
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"qpu-exporter", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == {"qpu-exporter", "prometheus", "alertmanager", "grafana",
+                             "postgres", "qpu-exporter-a", "qpu-exporter-b"}  # the last three: profile postgres
     host_ports = []
     for name, svc in services.items():
         image = svc.get("image", "")
@@ -106,7 +108,7 @@ def test_compose_exporter_service():
     assert svc.get("read_only") is True and svc.get("user", "").split(":")[0] != "0"
     for key in CREDENTIALS:  # passed through from the environment, never written in the file
         assert svc["environment"][key] == f"${{{key}:-}}"
-    assert "/-/healthy" in " ".join(svc["healthcheck"]["test"])
+    assert svc["healthcheck"]["test"][1:4] == ["python", "-m", "qpu_exporter.healthcheck"]  # asks /-/healthy
 
 
 def test_compose_exporter_config_is_valid():
@@ -145,6 +147,38 @@ def test_compose_prometheus_alertmanager_grafana_wiring():
     assert (DEPLOY / g_mounts[path]).resolve() == (ROOT / "dashboards" / "json").resolve()
     home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (ROOT / "dashboards" / "json" / Path(home).name).is_file() and home.startswith(path + "/")
+
+
+def test_compose_postgres_profile_runs_a_replica_pair_on_one_database():
+    services = _compose()["services"]
+    pair = [services["qpu-exporter-a"], services["qpu-exporter-b"]]
+    assert services["postgres"]["profiles"] == ["postgres"] and all(svc["profiles"] == ["postgres"] for svc in pair)
+    assert "profiles" not in services["qpu-exporter"], "the default stack is unchanged"
+    db = services["postgres"]["environment"]
+    instances = set()
+    for svc in pair:
+        env = svc["environment"]
+        url = env["QPU_EXPORTER_STATE_URL"]
+        assert url == f"postgresql://{db['POSTGRES_USER']}@postgres:5432/{db['POSTGRES_DB']}", "no password in the URL"
+        # one password, from the environment (deploy/.env), for the server and the replicas
+        assert env["QPU_EXPORTER_STATE_PASSWORD"] == db["POSTGRES_PASSWORD"] and env["QPU_EXPORTER_STATE_PASSWORD"].startswith("${")
+        assert "QPU_EXPORTER_STATE_PATH" not in env and STATE_DIR not in _mounts(svc)
+        instances.add(env["QPU_EXPORTER_INSTANCE"])
+        assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert svc.get("read_only") is True and svc["cap_drop"] == ["ALL"]
+        for key in CREDENTIALS:
+            assert env[key] == f"${{{key}:-}}"
+    assert len(instances) == 2, "each replica needs its own instance name"
+    from qpu_exporter.config import load_config
+
+    config_path = next(a for a in pair[0]["command"] if a.startswith("--config=")).split("=", 1)[1]
+    config = load_config(DEPLOY / _mounts(pair[0])[config_path])
+    assert config.state_url is None, "the database comes from the environment"
+    # Prometheus scrapes each replica as a target of the exporter job (when the profile runs).
+    prom = _yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == _alert_job())
+    assert sorted(job["dns_sd_configs"][0]["names"]) == ["qpu-exporter-a", "qpu-exporter-b"]
+    assert job["dns_sd_configs"][0]["port"] == EXPORTER_PORT
 
 
 def test_dockerfile_runs_unprivileged_on_all_interfaces():
@@ -297,6 +331,53 @@ def test_kustomize_builds_when_kubectl_is_present():
     assert len(docs) == len(_k8s_docs())
 
 
+def _replica_docs() -> list[tuple[str, dict]]:
+    kustomization = _yaml(REPLICAS / "kustomization.yaml")
+    assert kustomization["resources"][0] == "../kubernetes" and kustomization["namespace"] == "monitoring"
+    return [(name, d) for name in kustomization["resources"][1:]
+            for d in yaml.safe_load_all((REPLICAS / name).read_text(encoding="utf-8")) if d]
+
+
+def test_kubernetes_replicas_deployment_on_postgresql():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    docs = _replica_docs() + [("secret.example.yaml", _yaml(REPLICAS / "secret.example.yaml"))]
+    for name, doc in docs:
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"kubernetes-replicas/{name} {doc['kind']}: {exc.message} at {list(exc.path)}")
+    dep = next(d for _, d in docs if d["kind"] == "Deployment")
+    pdb = next(d for _, d in docs if d["kind"] == "PodDisruptionBudget")
+    secret = next(d for _, d in docs if d["kind"] == "Secret")
+    # It replaces the base's StatefulSet: same name and labels, so Service and ServiceMonitor fit.
+    patch = yaml.safe_load(_yaml(REPLICAS / "kustomization.yaml")["patches"][0]["patch"])
+    assert patch["$patch"] == "delete" and patch["kind"] == "StatefulSet" and patch["metadata"]["name"] == _one("StatefulSet")["metadata"]["name"]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert _one("Service")["spec"]["selector"].items() <= pod_labels.items()
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items() and pdb["spec"]["minAvailable"] == 1
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    for key in ("QPU_EXPORTER_STATE_URL", "QPU_EXPORTER_STATE_PASSWORD"):  # the state from a Secret
+        ref = env[key]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    assert ":" not in secret["stringData"]["QPU_EXPORTER_STATE_URL"].split("@")[0].removeprefix("postgresql://")
+    assert env["QPU_EXPORTER_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert "QPU_EXPORTER_STATE_PATH" not in env and not any(v.get("persistentVolumeClaim") for v in pod["volumes"])
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for key in CREDENTIALS:
+        assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "qpu-exporter-credentials"
+
+
+def test_kustomize_builds_the_replicas_when_kubectl_is_present():
+    kubectl = _binary("kubectl", required_in_ci=False)
+    result = subprocess.run([kubectl, "kustomize", str(REPLICAS)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout) if d]
+    assert "StatefulSet" not in kinds and kinds.count("Deployment") == 1 and "PodDisruptionBudget" in kinds
+
+
 # --- systemd -----------------------------------------------------------------------------------
 
 UNIT = DEPLOY / "systemd" / "qpu-exporter.service"
@@ -365,3 +446,32 @@ def test_systemd_sandbox_exposure_is_low(tmp_path):
     if m is None:
         pytest.skip("this systemd-analyze has no offline security mode")
     assert float(m.group(1)) <= 2.0, result.stdout[-2000:]
+
+
+def test_image_carries_its_revision_and_a_healthcheck_that_works_with_auth(monkeypatch):
+    """The revision comes from a required build arg into the environment build_info reads; the
+    HEALTHCHECK runs the exporter's own healthcheck (200, 401 or 429 = alive; it is exercised
+    against a live TLS + basic-auth exporter in test_websecurity.py)."""
+    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    stages = re.split(r"^FROM\s", text, flags=re.M)[1:]
+    assert len(stages) == 2
+    build, final = stages
+    assert re.search(r"^ARG REVISION$", build, re.M) and re.search(r'test -n "\$REVISION" \|\|', build)
+    assert re.search(r"^ARG REVISION$", final, re.M)
+    assert "QPU_EXPORTER_REVISION=${REVISION}" in final and 'org.opencontainers.image.revision="${REVISION}"' in final
+    monkeypatch.setenv("QPU_EXPORTER_REVISION", "0123456789ab")
+    from qpu_exporter.app import revision
+
+    assert revision() == "0123456789ab"
+    m = re.search(r"^HEALTHCHECK .*\n\s*CMD (\[.*\])", text, re.M)
+    cmd = json.loads(m.group(1))
+    assert cmd == ["python", "-m", "qpu_exporter.healthcheck", f"127.0.0.1:{EXPORTER_PORT}"]
+    svc = _compose()["services"]["qpu-exporter"]
+    assert svc["healthcheck"]["test"] == ["CMD", *cmd]
+    assert svc["build"]["args"]["REVISION"].startswith("${QPU_EXPORTER_REVISION:?")
+    # Nothing listens on this port: the healthcheck says so and fails.
+    from conftest import free_port
+
+    r = subprocess.run([sys.executable, "-m", "qpu_exporter.healthcheck", f"127.0.0.1:{free_port()}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "refused" in r.stderr.lower()

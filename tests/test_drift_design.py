@@ -1,4 +1,5 @@
-"""Design functions vs the published ARL tables (statistics.md 2.2)."""
+"""Design functions vs the published ARL tables (Lucas & Saccucci, Technometrics 32, 1 (1990);
+the k = 0.5 CUSUM table in Montgomery, Introduction to Statistical Quality Control)."""
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_ewma_design_inverts_table(lam, limit):
 
 @pytest.mark.parametrize("k, h", [(0.5, 5.071), (1.0, 2.665), (0.25, 8.585)])
 def test_cusum_design_inverts_table(k, h):
-    # statistics.md 2.3: two-sided ARL0 = 500 decision intervals
+    # Two-sided ARL0 = 500 decision intervals (Siegmund's approximation, Sequential Analysis 1985)
     assert D.cusum_h(500.0, k) == pytest.approx(h, abs=3e-3)
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import parse_samples
-from qpu_exporter.config import SimulatedProviderConfig
+from qpu_exporter.providers.simulated.config import SimulatedProviderConfig
 from qpu_exporter.drift import DriftSettings
 from qpu_exporter.drift_feed import DriftFeed
 from qpu_exporter.exposition import families
-from qpu_exporter.providers.simulated import SimulatedProvider
+from qpu_exporter.providers.simulated.provider import SimulatedProvider
 from qpu_exporter.scheduler import Poller
 from qpu_exporter.store import Store
 from qpu_exporter.view import FleetView

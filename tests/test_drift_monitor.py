@@ -189,7 +189,7 @@ def test_default_arl0_meets_fleet_budget():
 def test_estimated_baseline_false_alarm_rate_is_nominal():
     """The estimation correction targets the fleet's average false-alarm rate, 1/ARL0, over the
     randomness of the 100-sample warm-up (design.estimation_adjusted_arl0). Without the
-    correction this data gives 3.1 per 1000 (statistics.md 2.4: 3.4 with mean/sd); a more
+    correction this data gives 3.1 per 1000 (3.4 with mean/sd by our computation); a more
     conservative target than the rate would waste delay (benchmarks/drift_detection.py)."""
     rng = np.random.default_rng(21)
     n, length = 2000, 1600

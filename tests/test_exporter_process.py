@@ -144,3 +144,14 @@ def test_one_structured_log_line_per_poll(start_exporter, fmt):
             assert rec["level"] == "info" and rec["collector"] in ("discovery", "status", "calibration", "jobs")
         else:
             assert line.startswith("ts=") and " level=info " in line and " collector=" in line
+
+
+def test_bad_listen_address_or_telemetry_path_is_one_line_exit_2(tmp_path):
+    from conftest import run_cli
+
+    for args, expected in ((["--web.listen-address", "::1:9961"], "--web.listen-address: invalid listen address '::1:9961': put an IPv6 address in brackets"),
+                           (["--web.listen-address", "127.0.0.1:99999"], "--web.listen-address: invalid listen address"),
+                           (["--web.telemetry-path", "metrics"], "--web.telemetry-path: invalid telemetry path"),
+                           (["--log.level", "verbose"], "argument --log.level: invalid choice")):
+        r = run_cli("serve", *args, cwd=tmp_path)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and expected in r.stderr, (args, r.stderr)

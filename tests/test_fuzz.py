@@ -19,8 +19,9 @@ from qpu_exporter.config import ConfigError, load_config
 from qpu_exporter.drift import DriftInputError, parse_csv, run_backtest
 from qpu_exporter.model import QUBIT_QUANTITIES
 from qpu_exporter.providers.base import ProviderError
-from qpu_exporter.providers.braket import parse_queue_size, parse_standardized
-from qpu_exporter.providers.ibm_properties import parse_properties
+from qpu_exporter.providers.braket.device_document import parse_standardized
+from qpu_exporter.providers.braket.provider import parse_queue_size
+from qpu_exporter.providers.ibm.properties import parse_properties
 from qpu_exporter.quality import _QUBIT_RANGES, validate_snapshot
 from qpu_exporter.rb.cli_fit import RBFitError, RBInputError, fit_json
 
@@ -106,11 +107,15 @@ braket_fid = st.fixed_dictionaries({"fidelityType": st.one_of(st.fixed_dictionar
     ["RANDOMIZED_BENCHMARKING", "READOUT", "SIMULTANEOUS_RANDOMIZED_BENCHMARKING", "weird"])}), weird_values),
     "fidelity": weird_values})
 braket_time = st.one_of(st.fixed_dictionaries({"value": weird_values, "unit": units}), weird_values)
+SERVICE_HEADER = {"name": "braket.device_schema.device_service_properties", "version": "1"}
+STANDARDIZED = "braket.device_schema.standardized_gate_model_qpu_device_properties"
 braket_caps = st.fixed_dictionaries({
-    "service": st.fixed_dictionaries({"updatedAt": dates}),
+    "service": st.fixed_dictionaries({"braketSchemaHeader": st.just(SERVICE_HEADER), "updatedAt": dates,
+                                      "executionWindows": st.just([]), "shotsRange": st.just([1, 10])}),
     "paradigm": st.fixed_dictionaries({"qubitCount": st.one_of(st.integers(min_value=0, max_value=4), weird_values)}),
     "standardized": st.one_of(st.none(), st.fixed_dictionaries({
-        "braketSchemaHeader": st.fixed_dictionaries({"version": st.sampled_from(["1", "3", "2", ""])}),
+        "braketSchemaHeader": st.fixed_dictionaries({"name": st.just(STANDARDIZED),
+                                                     "version": st.sampled_from(["1", "3", "2", "", "9"])}),
         "oneQubitProperties": st.dictionaries(st.sampled_from(["0", "1", "2", "x"]), st.one_of(
             st.fixed_dictionaries({"T1": braket_time, "T2": braket_time, "oneQubitFidelity": st.lists(braket_fid, max_size=3)}),
             weird_values), max_size=3),
@@ -146,10 +151,10 @@ def test_braket_queue_size_strings(value):
 
 
 def _ibm_provider():
-    from qpu_exporter.config import IbmProviderConfig
-    from qpu_exporter.providers.ibm import IbmProvider
+    from qpu_exporter.providers.ibm.config import IbmProviderConfig
+    from qpu_exporter.providers.ibm.provider import IbmProvider
 
-    return IbmProvider(IbmProviderConfig(kind="ibm"), clock=lambda: NOW, environ={})
+    return IbmProvider(IbmProviderConfig(kind="ibm", billing={"plan": "pay_as_you_go"}), clock=lambda: NOW, environ={})
 
 
 ibm_job = st.fixed_dictionaries({
@@ -162,7 +167,7 @@ ibm_job = st.fixed_dictionaries({
 })
 ibm_metrics = st.one_of(st.none(), st.fixed_dictionaries({
     "timestamps": st.fixed_dictionaries({"created": dates, "running": dates, "finished": dates}),
-    "usage": st.fixed_dictionaries({"qpu_charge_time_seconds": weird_values, "status": st.sampled_from(["complete", "pending"])}),
+    "usage": st.fixed_dictionaries({"qpu_charge_time_seconds": weird_values, "status": st.sampled_from(["completed", "pending"])}),
 }))
 
 
@@ -177,8 +182,10 @@ def test_ibm_job_records_parse_or_reject(entry, metrics):
         return
     if record is not None:
         assert record.status in ("done", "failed", "cancelled")
-        assert math.isfinite(record.usage_seconds) and record.usage_seconds >= 0
-        assert math.isfinite(record.cost_usd) and record.cost_usd >= 0
+        # Unknown is None (never a made-up 0); known values are finite and non-negative.
+        assert record.usage_seconds is None or (math.isfinite(record.usage_seconds) and record.usage_seconds >= 0)
+        assert record.cost_usd is None or (math.isfinite(record.cost_usd) and record.cost_usd >= 0)
+        assert record.cost_usd is None or record.usage_seconds is not None
         assert record.error_class == "" or record.error_class.replace("_", "").isalnum()
 
 

@@ -27,7 +27,7 @@ from qpu_exporter.config import ProbesConfig
 from qpu_exporter.probes.runner import ProbeRunner
 from qpu_exporter.probes.targets import ProbeTarget
 from qpu_exporter.providers.base import ProviderError
-from qpu_exporter.providers.ibm import ATTEMPT_TAG_PREFIX, PROBE_JOB_TAG
+from qpu_exporter.providers.ibm.provider import ATTEMPT_TAG_PREFIX, PROBE_JOB_TAG
 from qpu_exporter.rb.circuits import rb_circuits
 from qpu_exporter.store import Store
 

@@ -18,13 +18,13 @@ import pytest
 import requests
 import responses
 
-from qpu_exporter.config import IbmProviderConfig
+from qpu_exporter.providers.ibm.config import IbmProviderConfig
 from qpu_exporter.model import JOB_CANCELLED, JOB_DONE, JOB_FAILED
-from qpu_exporter.providers import ibm as ibm_module
+from qpu_exporter.providers.ibm import provider as ibm_module
 from qpu_exporter.providers.base import ProviderError
 from qpu_exporter.providers.fake_snapshots import load_snapshot
-from qpu_exporter.providers.ibm import IbmProvider
-from qpu_exporter.providers.ibm_properties import parse_timestamp
+from qpu_exporter.providers.ibm.provider import IbmProvider
+from qpu_exporter.providers.ibm.properties import parse_timestamp
 
 FIX = Path(__file__).parent / "fixtures" / "ibm"
 TOKEN = "ibm-api-key-SECRET-0123456789"
@@ -71,31 +71,40 @@ def _jobs_callback(jobs_fixture: dict):
     return callback
 
 
+def serve_backends(rs, backends: dict[str, tuple[dict, dict]]) -> None:
+    """The IBM Cloud control plane (IAM, Global Search, Global Catalog) and the runtime API's
+    backend list, configurations and properties: name -> (configuration, properties)."""
+    rs.add_callback("POST", IAM, callback=_iam)
+    rs.add("POST", re.compile(r"https://api\.global-search-tagging\.cloud\.ibm\.com/v3/resources/search.*"),
+           json={"items": [{"crn": CRN, "service_plan_unique_id": "plan-1", "name": "inst",
+                            "doc": {"extensions": {"allocation": 1}}, "tags": []}]})
+    rs.add("GET", re.compile(r"https://globalcatalog\.cloud\.ibm\.com/api/v1/.*"),
+           json={"overview_ui": {"en": {"display_name": "Standard"}}, "metadata": {"pricing": {"type": "paid"}}})
+    rs.add("GET", re.compile(re.escape(API) + r"/backends(\?.*)?$"), json={"devices": [{"name": b} for b in backends]})
+    for b, (conf, props) in backends.items():
+        rs.add("GET", f"{API}/backends/{b}/configuration", json=conf)
+        rs.add("GET", re.compile(re.escape(f"{API}/backends/{b}/properties") + r"(\?.*)?$"), json=props)
+
+
+def register_endpoints(rs, payloads: dict, jobs: dict) -> None:
+    """The control plane and the runtime API of the ``stub`` fixture on a RequestsMock, with
+    ``jobs`` as the job list fixture served by GET /jobs (tests with other job lists pass theirs)."""
+    serve_backends(rs, {b: (payloads[b]["conf"], payloads[b]["props"]) for b in BACKENDS})
+    rs.add("GET", f"{API}/backends/ibm_sherbrooke/status",
+           json={"state": True, "status": "active", "length_queue": 42, "backend_version": "1.6.73"})
+    rs.add("GET", f"{API}/backends/ibm_kingston/status",
+           json={"state": False, "status": "internal", "length_queue": 3, "backend_version": "1.0.1"})
+    rs.add_callback("GET", re.compile(re.escape(API) + r"/jobs(\?.*)?$"), callback=_jobs_callback(jobs))
+    for job_id, metrics in jobs["metrics"].items():
+        rs.add("GET", f"{API}/jobs/{job_id}/metrics", json=metrics)
+    rs.add("GET", f"{API}/instances/usage", json=SDK["cloud_usage"])
+
+
 @pytest.fixture
 def stub(payloads):
     """A RequestsMock serving the IBM Cloud control plane and the runtime API."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rs:
-        rs.add_callback("POST", IAM, callback=_iam)
-        rs.add("POST", re.compile(r"https://api\.global-search-tagging\.cloud\.ibm\.com/v3/resources/search.*"),
-               json={"items": [{"crn": CRN, "service_plan_unique_id": "plan-1", "name": "inst",
-                                "doc": {"extensions": {"allocation": 1}}, "tags": []}]})
-        rs.add("GET", re.compile(r"https://globalcatalog\.cloud\.ibm\.com/api/v1/.*"),
-               json={"overview_ui": {"en": {"display_name": "Standard"}}, "metadata": {"pricing": {"type": "paid"}}})
-        rs.add("GET", re.compile(re.escape(API) + r"/backends(\?.*)?$"),
-               json={"devices": [{"name": b} for b in BACKENDS]})
-        for b in BACKENDS:
-            rs.add("GET", f"{API}/backends/{b}/configuration", json=payloads[b]["conf"])
-            rs.add("GET", re.compile(re.escape(f"{API}/backends/{b}/properties") + r"(\?.*)?$"), json=payloads[b]["props"])
-        rs.add("GET", f"{API}/backends/ibm_sherbrooke/status",
-               json={"state": True, "status": "active", "length_queue": 42, "backend_version": "1.6.73"})
-        rs.add("GET", f"{API}/backends/ibm_kingston/status",
-               json={"state": False, "status": "internal", "length_queue": 3, "backend_version": "1.0.1"})
-        rs.add_callback("GET", re.compile(re.escape(API) + r"/jobs(\?.*)?$"), callback=_jobs_callback(payloads["jobs"]))
-        for job_id, metrics in payloads["jobs"]["metrics"].items():
-            rs.add("GET", f"{API}/jobs/{job_id}/metrics", json=metrics)
-        rs.add("GET", f"{API}/instances/usage",
-               json={"usage_consumed_seconds": 1200, "usage_limit_seconds": 3600, "usage_limit_reached": False,
-                     "usage_period_start": "2025-02-01T00:00:00Z", "usage_period_end": "2025-03-01T00:00:00Z"})
+        register_endpoints(rs, payloads, payloads["jobs"])
         yield rs
 
 
@@ -103,7 +112,11 @@ def stub(payloads):
 JOBS_NOW = parse_timestamp("2025-02-26T12:45:00Z")
 
 
+SDK = json.loads((FIX / "sdk_payloads.json").read_text())  # shapes from qiskit-ibm-runtime itself
+
+
 def make_provider(**overrides) -> IbmProvider:
+    overrides.setdefault("billing", {"plan": "pay_as_you_go"})
     cfg = IbmProviderConfig(kind="ibm", instance=CRN, **overrides)
     return IbmProvider(cfg, environ={"QISKIT_IBM_TOKEN": TOKEN}, clock=lambda: JOBS_NOW)
 
@@ -250,11 +263,14 @@ def test_metrics_cap_defers_without_gaps(stub):
     assert api_calls(stub, r"/metrics") == 10
 
 
-def test_instance_usage(stub):
+def test_instance_usage_reads_the_period_as_the_sdk_serves_it(stub):
+    # The payload of qiskit-ibm-runtime's own fake client: the period is an object
+    # usage_period {start_time, end_time}, the limit an allocation.
     usage = make_provider().instance_usage()
-    assert usage["consumed_seconds"] == 1200 and usage["limit_seconds"] == 3600
-    assert usage["remaining_seconds"] == 2400 and usage["limit_reached"] is False
-    assert usage["period_end"] == parse_timestamp("2025-03-01T00:00:00Z")
+    assert usage["consumed_seconds"] == 6000 and usage["limit_seconds"] == 90000
+    assert usage["remaining_seconds"] == 84000 and usage["limit_reached"] is False
+    assert usage["period_start"] == parse_timestamp("2025-10-01T17:40:06.269Z")
+    assert usage["period_end"] == parse_timestamp("2025-10-29T17:40:06.269Z")
 
 
 # --- credentials ----------------------------------------------------------------------------------

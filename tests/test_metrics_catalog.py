@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import REPO
-from qpu_exporter.catalog import SPECS, render_markdown
+from qpu_exporter.catalog import CLIENT_SPECS, SPECS, render_markdown
 
 
 def test_docs_metrics_md_is_generated_from_the_catalog():
@@ -14,7 +14,8 @@ def test_docs_metrics_md_is_generated_from_the_catalog():
 
 
 def test_catalog_names_follow_prometheus_conventions():
-    for name, spec in SPECS.items():
+    assert not SPECS.keys() & CLIENT_SPECS.keys()
+    for name, spec in {**SPECS, **CLIENT_SPECS}.items():
         assert re.fullmatch(r"qpu_[a-z0-9_]+", name), name
         assert name.endswith("_total") == (spec.type == "counter"), name
         assert not re.search(r"_(percent|milliseconds|microseconds|nanoseconds|gigahertz)$", name), name

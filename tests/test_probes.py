@@ -58,6 +58,9 @@ class FakeExecutor(Provider):
     def jobs(self, backend, since):
         return []
 
+    def probe_cost_usd(self, backend, usage_seconds, shots_per_circuit):
+        return self.sim.probe_cost_usd(backend, usage_seconds, shots_per_circuit)
+
     def run_circuits(self, backend, circuits, shots, seed, calibration=None):
         with self._lock:
             self.calls += 1

@@ -99,7 +99,7 @@ def test_interleaved_gate_error_and_bounds():
 
 
 def test_magesan_bound_matches_worked_examples():
-    # statistics.md §1.1: 1Q r=1e-3, r_C=5e-4 -> E=1.5e-3; 2Q r=1.5e-2, r_C=7e-3 -> E=2.3e-2.
+    # Magesan et al., PRL 109, 080505 (2012), Eqs. 4-5: 1Q r=1e-3, r_C=5e-4 -> E=1.5e-3; 2Q r=1.5e-2, r_C=7e-3 -> E=2.3e-2.
     assert magesan_systematic_error(1 - 2e-3, 1 - 1e-3, 1) == pytest.approx(1.5e-3, rel=1e-9)
     e2 = magesan_systematic_error(1 - 1.5e-2 * 4 / 3, 1 - 7e-3 * 4 / 3, 2)
     assert e2 == pytest.approx(0.023, rel=1e-9)

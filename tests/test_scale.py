@@ -227,7 +227,7 @@ def test_concurrent_scrapes_during_rebuilds_are_fast_complete_and_never_torn(sta
 
 
 def test_synthetic_fleet_is_deterministic_distinct_and_evolving():
-    from qpu_exporter.providers.simulated import SimulatedProvider
+    from qpu_exporter.providers.simulated.provider import SimulatedProvider
 
     class Clock:
         t = 1_000_000.0

@@ -3,9 +3,14 @@ Retry-After), and leave the last good data served and visibly stale."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+from conftest import wait_until
+from qpu_exporter.config import Config
 from qpu_exporter.model import BackendInfo, BackendStatus, CalibrationSnapshot, QubitCalibration, Measurement
 from qpu_exporter.providers.base import Provider, ProviderError
-from qpu_exporter.scheduler import Poller
+from qpu_exporter.scheduler import MAX_ABANDONED_CALLS, Poller, Scheduler
 from qpu_exporter.store import Store
 from qpu_exporter.view import FleetView
 
@@ -117,3 +122,83 @@ def test_an_unexpected_exception_is_a_failed_poll_not_a_crash(tmp_path):
     poller.poll_calibration(provider, "bad")
     h = view.copy().health[("scripted", "bad", "calibration")]
     assert not h.success and h.error_kind == "internal"
+
+
+class HangingProvider(ScriptedProvider):
+    """A provider whose calibration call for backend "bad" never answers until released:
+    the shape of a vendor API that accepts the connection and then says nothing."""
+
+    def __init__(self, clock, kind="scripted"):
+        super().__init__(clock)
+        self.kind = kind
+        self.release = threading.Event()
+        self.started: list[float] = []
+
+    def calibration(self, backend):
+        if backend == "bad":
+            self.started.append(time.monotonic())
+            self.release.wait()
+        return super().calibration(backend)
+
+
+def test_a_hung_provider_call_is_abandoned_counted_as_timeout_and_bounded(tmp_path):
+    clock = Clock()
+    provider = HangingProvider(clock)
+    store = Store(tmp_path / "s.db")
+    view = FleetView()
+    poller = Poller([provider], store, view, clock=clock, intervals={"calibration": 60.0}, timeout=0.3)
+    poller.discover(provider)
+    try:
+        t0 = time.monotonic()
+        poller.poll_calibration(provider, "bad")
+        assert time.monotonic() - t0 < 5
+        h = view.copy().health[("scripted", "bad", "calibration")]
+        assert not h.success and h.error_kind == "timeout" and "poll_timeout" in h.error_message
+        poller.poll_calibration(provider, "good")  # other backends are not held up
+        assert view.copy().health[("scripted", "good", "calibration")].success
+        # Up to MAX_ABANDONED_CALLS hung calls; then polls fail at once without a new call.
+        for _ in range(MAX_ABANDONED_CALLS + 2):
+            clock.t += 8 * 60  # past any backoff
+            poller.poll_calibration(provider, "bad")
+        assert len(provider.started) == MAX_ABANDONED_CALLS
+        t0 = time.monotonic()
+        clock.t += 8 * 60
+        poller.poll_calibration(provider, "good")  # same provider: fails fast too
+        assert time.monotonic() - t0 < 0.25
+        assert view.copy().health[("scripted", "good", "calibration")].error_kind == "timeout"
+        timeouts = sum(v for k, v in store.counters().items()
+                       if k[0] == "qpu_exporter_collector_errors_total" and dict(k[1])["kind"] == "timeout")
+        assert timeouts == 1 + MAX_ABANDONED_CALLS + 2 + 1
+    finally:
+        provider.release.set()
+    # Once the hung calls return, polls call the provider again.
+    wait_until(lambda: poller._abandoned.get("scripted") == 0, 5, "abandoned calls to finish")
+    clock.t += 8 * 60
+    poller.poll_calibration(provider, "good")
+    assert view.copy().health[("scripted", "good", "calibration")].success
+    poller.close()
+
+
+def test_the_next_poll_after_a_timeout_runs_on_schedule(tmp_path):
+    """The real scheduler: a backend whose calls hang is retried at its next interval, and
+    another provider keeps its own interval throughout."""
+    provider = HangingProvider(time.time, kind="hanging")
+    healthy = ScriptedProvider(time.time)
+    store = Store(tmp_path / "s.db")
+    view = FleetView()
+    config = Config.model_validate({"schedule": {"calibration_interval": 0.5, "jobs_interval": 5, "poll_timeout": 0.2}})
+    poller = Poller([provider, healthy], store, view, timeout=config.schedule.poll_timeout)
+    sched = Scheduler(poller, config)
+    sched.start()
+    try:
+        wait_until(lambda: len(provider.started) >= 2, 10, "a second calibration call after the first timed out")
+        gap = provider.started[1] - provider.started[0]
+        assert 0.3 < gap < 1.2, gap  # one interval, not held up by the hung call
+        t0 = time.monotonic()
+        n0 = healthy.calls["good"]
+        wait_until(lambda: healthy.calls["good"] >= n0 + 4, 10, "the healthy provider polled on its interval")
+        assert time.monotonic() - t0 < 4.0
+    finally:
+        provider.release.set()
+        sched.shutdown()
+        poller.close()

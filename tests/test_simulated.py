@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import sample
-from qpu_exporter.config import SimulatedProviderConfig
+from qpu_exporter.providers.simulated.config import SimulatedProviderConfig
 from qpu_exporter.exposition import families
-from qpu_exporter.providers.simulated import SimulatedProvider
+from qpu_exporter.providers.simulated.provider import SimulatedProvider
 from qpu_exporter.scheduler import Poller
 from qpu_exporter.store import Store
 from qpu_exporter.view import FleetView
@@ -65,7 +65,7 @@ def test_replay_after_restart_gives_the_same_values():
 def test_calibration_moves_over_time_and_starts_from_the_snapshot():
     p, clock = make(speedup=3600.0)
     first = t1s(p.calibration("fake_fez"))
-    # Starts from the real snapshot: fez median T1 is about 145 us (devices-and-users.md §3a).
+    # Starts from the real snapshot: fez median T1 is about 145 us (qiskit-ibm-runtime's FakeFez snapshot).
     assert 80e-6 < np.nanmedian(first) < 250e-6
     series = []
     for day in range(1, 31):

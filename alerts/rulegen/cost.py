@@ -48,4 +48,35 @@ def build(config: dict, links: Links) -> dict:
                 extra_labels={"budget_percent": str(level["percent"])},
             )
         )
+    rules.append(_cost_unknown(cfg, links))
     return group("qpu-cost", rules)
+
+
+def _cost_unknown(cfg: dict, links: Links) -> dict:
+    """Jobs counted in qpu_jobs_cost_unknown_total within the window. A series that appears
+    with its first count has no earlier sample for increase() to compare with, so a series
+    that did not exist one window ago counts too."""
+    section = cfg["unknown"]
+    window = str(section["window"])
+    by = f"{PB}, reason"
+    expr = (
+        f"max by ({by}) (increase(qpu_jobs_cost_unknown_total[{window}])) > 0\n"
+        f"or\n"
+        f"max by ({by}) (qpu_jobs_cost_unknown_total unless qpu_jobs_cost_unknown_total offset {window}) > 0"
+    )
+    return alert(
+        "QPUJobCostUnknown",
+        expr,
+        for_=for_duration(section, "cost.unknown"),
+        severity="ticket",
+        concern="cost",
+        summary="Jobs on {{ $labels.provider }}/{{ $labels.backend }} have a cost the exporter cannot know "
+                "({{ $labels.reason }}).",
+        description=(
+            "{{ $value | humanize }} job(s) on {{ $labels.provider }}/{{ $labels.backend }} finished within the last "
+            f"{window} with a cost that is not in qpu_cost_usd_total (reason {{{{ $labels.reason }}}}): spend and "
+            "budget alerts under-count them until a price is added."
+        ),
+        links=links,
+        dashboard=links.dashboard("executive", ()),
+    )

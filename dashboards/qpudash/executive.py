@@ -18,8 +18,9 @@ from .panels import (
     timeseries_panel,
     value_map,
 )
-from .selectors import EDGE, FIRING, JOB, NOT_FLEET_WIDE, fleet_variables, raw, rec
+from .selectors import EDGE, FIRING, JOB, NOT_FLEET_WIDE, fleet_variables, raw, rec, workload_variable
 from .settings import Settings
+from .workloads import failure_ratio as workload_failure_ratio, per_workload
 
 
 def _increase_by_backend(metric: str) -> str:
@@ -34,7 +35,7 @@ def build(s: Settings):
         description="Fleet availability, job success against its SLO, spend against budget and quality trends of every quantum backend the exporter watches.",
         time_from="now-7d",
         refresh="5m",
-        variables=[datasource_variable(), *job_instance_variables(), *fleet_variables(multi=True)],
+        variables=[datasource_variable(), *job_instance_variables(), *fleet_variables(multi=True), workload_variable()],
     )
     objective = s.slo_objective
     failure_ratio = f"{_increase_by_backend('qpu_jobs_failed_total')} / {_increase_by_backend('qpu_jobs_total')}"
@@ -94,6 +95,19 @@ def build(s: Settings):
         "percentunit",
         [Query(f"{_increase_by_backend('qpu_cost_usd_total')} / on () ({daily_budget} * on () days_in_month())", instant=True)],
         steps=cost_steps, time_from="now/M"), 6, 5)
+
+    board.row("Workloads")
+    # The workload variable narrows these; the workloads dashboard has the detail.
+    board.add(bargauge_panel(
+        "Spend today by workload",
+        "Money each selected workload (job tag, docs/workloads.md) spent since midnight UTC; details on the workloads dashboard.",
+        "currencyUSD", [Query(per_workload("increase", "qpu_workload_cost_usd_total", "$__range"), "{{workload}}", instant=True)],
+        steps=thresholds(GREEN)).time_from("now/d"), 12, 6)
+    board.add(bargauge_panel(
+        f"Job success by workload ({s.slo_period})",
+        f"Share of each selected workload's finished jobs that did not fail over the SLO period; green at or above the fleet's {objective:.2%} (a workload's own objective may differ: workloads dashboard).",
+        "percentunit", [Query(f"1 - ({workload_failure_ratio(s.slo_period)})", "{{workload}}", instant=True)],
+        steps=thresholds(RED, (objective, GREEN)), min_value=None), 12, 6)
 
     board.row("Quality")
     board.add(timeseries_panel(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import executive, oncall, qubit
+from . import executive, oncall, qubit, runs, workloads
 from .layout import to_json
 from .settings import Settings, load_settings
 
@@ -14,6 +14,8 @@ BOARDS = {
     "qpu-executive.json": executive.build,
     "qpu-oncall.json": oncall.build,
     "qpu-qubit.json": qubit.build,
+    "qpu-workloads.json": workloads.build,
+    "qpu-runs.json": runs.build,
 }
 
 
@@ -45,7 +47,10 @@ def render_docs(rendered: dict[str, str]) -> str:
         "",
         "Every dashboard has the variables `datasource` (any Prometheus), `job` and `instance` (the",
         "exporter's scrape targets; All by default), `provider` and `backend`; the qubit dashboard adds",
-        "`qubit`. Raw exporter series are aggregated with `max by (provider, backend, ...)` so that",
+        "`qubit`, the workloads and executive dashboards `workload` (exporters with a `workloads:` config,",
+        "docs/workloads.md); the runs dashboard reads them from the instrumentation library's metrics (a",
+        "Pushgateway's pushed `job` and `instance`) and adds `workload` and `circuit`. Raw exporter series",
+        "are aggregated with `max by (provider, backend, ...)` so that",
         "replicated exporters are not double counted; recording rules come from `alerts/rules/`",
         "(see alerts/README.md). Thresholds, the SLO objective and runbook links are read from",
         "`alerts/config.yaml`, so a board and its alert always agree. Times are UTC (\"today\" is the UTC day).",

@@ -51,3 +51,10 @@ def qubit_variable():
         "qubit", "Qubit", f"label_values(qpu_qubit_t1_seconds{{{RAW}}}, qubit)",
         multi=True, include_all=True, all_value=".+", sort=VariableSort.NUMERICAL_ASC,
     )
+
+
+def workload_variable():
+    """The workload label of the per-workload series (exporters with a `workloads:` config);
+    All = `.*`."""
+    return query_variable("workload", "Workload", f"label_values(qpu_workload_jobs_total{{{RAW}}}, workload)",
+                          multi=True, include_all=True, all_value=".*")

@@ -32,7 +32,7 @@ def duration_seconds(text: str) -> float:
 @dataclass(frozen=True)
 class Settings:
     runbook_base_url: str
-    uids: dict[str, str]  # executive, oncall, qubit
+    uids: dict[str, str]  # executive, oncall, qubit, workloads, runs
     runbook_alerts: tuple[str, ...]  # alert names that have a runbook file
     slo_objective: float  # job success objective, e.g. 0.99
     slo_period: str  # the SLO period the burn-rate factors were computed for

@@ -1,5 +1,5 @@
 """Scoring alert episodes against the simulator's ground truth, the way a detection system is
-scored. Pure: episodes (alertreplay.Episode) and events (simulated_truth.TrueEvent) in,
+scored. Pure: episodes (alertreplay.Episode) and events (simulated.truth.TrueEvent) in,
 numbers out.
 
 For each alert (and severity) the table of what it is for, ``ALERTS``:
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .alertreplay import duration_seconds
-from .providers.simulated_truth import TrueEvent
+from .providers.simulated.truth import TrueEvent
 
 HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
 COUPLERS_DEAD = "couplers_dead"  # derived: two or more coupler deaths overlapping on a backend

@@ -26,13 +26,17 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="poll providers and serve /metrics")
     serve.add_argument("--config", help="YAML config file (default: the embedded simulated fleet)")
-    serve.add_argument("--web.listen-address", dest="listen", default="127.0.0.1:9961",
-                       help="HOST:PORT to listen on (default 127.0.0.1:9961; ':9961' for all interfaces)")
+    serve.add_argument("--web.listen-address", dest="listen", action="append", metavar="HOST:PORT",
+                       help="address to listen on; repeat for several (default 127.0.0.1:9961; ':9961' for "
+                            "all interfaces, '[::1]:9961' for IPv6)")
+    serve.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+                       help="path under which to expose metrics (default /metrics)")
     serve.add_argument("--shard", metavar="i/N",
                        help="poll only shard i (0-based) of N by a stable hash of provider/backend; "
                             "overrides the config's shard (docs/performance.md)")
     serve.add_argument("--web.config.file", dest="web_config",
-                       help="exporter-toolkit web config: tls_server_config and basic_auth_users (bcrypt)")
+                       help="exporter-toolkit web config file: TLS, client certificates, basic auth (bcrypt), "
+                            "security headers, rate limit (docs/web-configuration.md)")
     serve.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "warning", "error"],
                        help="debug, info, warn (alias warning) or error")
     serve.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
@@ -50,8 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     rbfit = sub.add_parser("rb-fit", help="fit randomized-benchmarking counts given as JSON")
     rbfit.add_argument("file", help="JSON document ('-' for stdin); see docs/rb.md")
 
+    cmp_ = sub.add_parser("compare", help="A/B test: do two count distributions differ? (exit 1 when they do)")
+    cmp_.add_argument("a", metavar="A.json", help='counts of the first run: {"counts": {"00": 512, "11": 488}}')
+    cmp_.add_argument("b", metavar="B.json", help="counts of the second run, same format")
+    cmp_.add_argument("--alpha", type=float, default=0.05,
+                      help="significance level; also sets the Hellinger interval's level 1 - alpha (default 0.05)")
+
     hist = sub.add_parser("export-history", help="write the stored calibration history as backtest CSV")
-    hist.add_argument("--config", help="config whose state_path to read (or set QPU_EXPORTER_STATE_PATH)")
+    hist.add_argument("--config", help="config whose state to read (state_path or state_url; or set QPU_EXPORTER_STATE_PATH/_URL)")
     hist.add_argument("--provider")
     hist.add_argument("--backend")
     hist.add_argument("--since", type=float, help="unix seconds")
@@ -63,13 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         pr.add_argument("--qubits", help="a qubit or a native pair, e.g. 3 or 3,4 (default: the configured targets)")
         pr.add_argument("--interleaved", choices=["sx", "x", "ecr", "cz", "cx"], help="interleaved-RB gate")
         pr.add_argument("--provider", help="provider kind, when two providers share a backend name")
-        pr.add_argument("--config", help="YAML config (its state_path holds the budget ledger)")
+        pr.add_argument("--config", help="YAML config (its state holds the budget ledger)")
         if name == "check":
             pr.add_argument("--max-epc", dest="max_epc", type=float, required=True, help="fail above this EPC")
 
     rep = sub.add_parser("report", help="render PNG plots from the state file (no Grafana needed)")
     rep.add_argument("--out", required=True, help="directory for the PNG files")
-    rep.add_argument("--config", help="config whose state_path and drift settings to use")
+    rep.add_argument("--config", help="config whose state and drift settings to use")
     rep.add_argument("--backend", help="backend for the T1 plot (default: the one whose qubit moved most)")
     rep.add_argument("--qubit", type=int, help="qubit for the T1 plot (with --backend)")
 
@@ -86,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--instance", default="qpu-exporter:9961", help="instance label")
     sim.add_argument("--events", help="write the ground-truth events here (JSON lines)")
     sim.add_argument("--out", default="-", help="OpenMetrics output file (default '-': stdout)")
+
+    mig = sub.add_parser("migrate-state", help="copy a SQLite state file into an empty PostgreSQL database")
+    mig.add_argument("--from", dest="source", required=True, metavar="FILE", help="the SQLite state file (state_path)")
+    mig.add_argument("--to", dest="target", required=True, metavar="URL",
+                     help="postgresql://user@host:port/database, empty (password: QPU_EXPORTER_STATE_PASSWORD, "
+                          "PGPASSWORD or a libpq password file)")
 
     docs = sub.add_parser("docs", help="print generated documentation")
     docs.add_argument("what", choices=["metrics"])
@@ -112,6 +128,8 @@ def _main(argv: list[str] | None) -> int:
         return _rb_fit(args)
     if args.command == "export-history":
         return _export_history(args)
+    if args.command == "compare":
+        return _compare(args)
     if args.command in ("probe", "check"):
         from .probes.cli import check_command, probe_command
 
@@ -122,6 +140,8 @@ def _main(argv: list[str] | None) -> int:
         from .simhistory import run_cli
 
         return run_cli(args)
+    if args.command == "migrate-state":
+        return _migrate_state(args)
     if args.command == "docs":
         from .catalog import render_markdown
 
@@ -137,10 +157,15 @@ def _fail(message: str) -> int:
 
 def _check_config(path: str) -> int:
     from .config import ConfigError, load_config
+    from .providers import registry
+    from .providers.base import ProviderSetupError
 
     try:
-        load_config(path)
-    except ConfigError as exc:
+        for p in load_config(path).providers:
+            spec = registry.provider_spec(p.kind)
+            if spec is not None and spec.check is not None:
+                spec.check(p)
+    except (ConfigError, ProviderSetupError) as exc:
         return _fail(str(exc))
     print(f"{path}: ok")
     return 0
@@ -209,15 +234,45 @@ def _rb_fit(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    """Exit 1 when the two distributions differ at --alpha, 0 when not, 2 on bad input."""
+    import json
+    import math
+
+    from .homogeneity import CountsError, compare_counts, parse_counts, width
+
+    if not (0 < args.alpha < 1) or math.isnan(args.alpha):
+        return _fail(f"--alpha {args.alpha:g}: must be between 0 and 1")
+    counts = []
+    for path in (args.a, args.b):
+        try:
+            doc = json.loads(_read_input(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            return _fail(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+        except json.JSONDecodeError as exc:
+            return _fail(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}")
+        try:
+            counts.append(parse_counts(doc))
+        except CountsError as exc:
+            return _fail(f"{path}: {exc}")
+    width_a, width_b = (width(c) for c in counts)
+    if width_a != width_b:
+        return _fail(f"{args.b}: outcomes have {width_b} bits but those of {args.a} have {width_a}")
+    result = compare_counts(counts[0], counts[1], alpha=args.alpha)
+    json.dump(result, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 1 if result["different"] else 0
+
+
 def _open_state(config_path):
     """(config, store) of an existing state file, or raise ConfigError / StateError."""
     from .config import load_config
     from .store import StateError, Store
 
     config = load_config(config_path)
-    if not config.state_path.exists():
+    if config.state_url is None and not config.state_path.exists():
         raise StateError(f"state file {config.state_path} does not exist")
-    return config, Store(config.state_path)
+    return config, Store.from_config(config)
 
 
 def _report(args) -> int:
@@ -245,7 +300,9 @@ def _report(args) -> int:
 
         settings = stored_settings(store) or settings
     try:
-        paths = render_report(store, Path(args.out), settings, backend, args.qubit)
+        # Budgets and objectives only from a config given: the default one describes the demo fleet.
+        workloads = config.workloads if args.config is not None else None
+        paths = render_report(store, Path(args.out), settings, backend, args.qubit, workloads)
     finally:
         store.close()
     for p in paths:
@@ -277,23 +334,45 @@ def _export_history(args) -> int:
     return 0
 
 
-def _serve(args) -> int:
-    from . import logs
-    from .app import Exporter
-    from .config import ConfigError, load_config
-    from .server import parse_listen_address
+def _migrate_state(args) -> int:
     from .store import StateError
-
-    from .websecurity import WebConfigError, load_web_config
+    from .store.copy import migrate_state
+    from .store.engine import parse_target
 
     try:
-        listen = parse_listen_address(args.listen)
-        config = load_config(args.config)
-        web = load_web_config(args.web_config) if args.web_config else None
+        copied = migrate_state(args.source, args.target, os.environ.get("QPU_EXPORTER_STATE_PASSWORD") or None)
+    except StateError as exc:
+        return _fail(str(exc))
+    where = parse_target(args.target)[0].display
+    print(f"copied {args.source} into {where}: " + ", ".join(f"{n} {table}" for table, n in copied.items()))
+    return 0
+
+
+def _serve_config(args):
+    """The config as `serve` runs it: file (or the default fleet), environment overrides,
+    --shard. Read at start and again by every reload."""
+    from .config import load_config
+
+    config = load_config(args.config)
+    if args.shard is not None:
+        config = config.model_copy(update={"shard": args.shard})
+    return config
+
+
+def _serve(args) -> int:
+    from . import logs
+    from .server import parse_listen_address, parse_telemetry_path
+    from .websecurity import WebConfigError, load_web_config
+
+    listens = args.listen or ["127.0.0.1:9961"]
+    try:
+        addresses = [parse_listen_address(a) for a in listens]
     except ValueError as exc:
         return _fail(f"--web.listen-address: {exc}")
-    except (ConfigError, WebConfigError) as exc:
-        return _fail(str(exc))
+    try:
+        telemetry_path = parse_telemetry_path(args.telemetry_path)
+    except ValueError as exc:
+        return _fail(f"--web.telemetry-path: {exc}")
     if args.shard is not None:
         from .sharding import parse_shard
 
@@ -301,27 +380,56 @@ def _serve(args) -> int:
             parse_shard(args.shard)
         except ValueError as exc:
             return _fail(f"--shard: {exc}")
-        config = config.model_copy(update={"shard": args.shard})
+    # Logging first, so what the web config loader warns about is formatted as asked. The
+    # web config is checked before the heavy imports: a bad one is refused in a blink.
     logs.setup(args.log_level, args.log_format)
-    from .providers.prices import PriceTableError
-
-    # Only the main thread takes SIGTERM/SIGINT: every thread started from here on inherits
-    # the blocked mask. A signal landing on a worker thread inside qiskit's native code
-    # crashed the process (a segfault during a probe's circuit synthesis).
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
-        exporter = Exporter(config, listen, web)
-    except (StateError, PriceTableError) as exc:
+        web = load_web_config(args.web_config) if args.web_config else None
+    except WebConfigError as exc:
+        return _fail(str(exc))
+    from .app import Exporter
+    from .config import ConfigError
+    from .providers.base import ProviderSetupError
+    from .reload import Reloader
+    from .store import StateError
+
+    try:
+        config = _serve_config(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+
+    # Only the main thread takes SIGTERM/SIGINT/SIGHUP: every thread started from here on
+    # inherits the blocked mask. A signal landing on a worker thread inside qiskit's native
+    # code crashed the process (a segfault during a probe's circuit synthesis).
+    handled = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+    try:
+        exporter = Exporter(config, addresses, web, telemetry_path)
+    except (StateError, ProviderSetupError) as exc:
         return _fail(str(exc))
     except OSError as exc:
-        return _fail(f"--web.listen-address {args.listen}: {exc.strerror or exc}")
+        return _fail(f"--web.listen-address {' '.join(listens)}: {exc.strerror or exc}")
+    reloader = Reloader(exporter, lambda: _serve_config(args))
+    exporter.reloader = reloader
+    exporter.http.set(reload=reloader.reload)
 
     done = threading.Event()
+    hup = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, lambda *_: hup.set())
+
+    def reload_on_hup() -> None:  # a signal handler must not do the work itself
+        while True:
+            hup.wait()
+            hup.clear()
+            if done.is_set():
+                return
+            reloader.reload()
+
     exporter.start()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+    threading.Thread(target=reload_on_hup, name="sighup", daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
     done.wait()
     exporter.stop()
     # State is flushed and closed. Skip interpreter finalisation: a probe still inside Aer's

@@ -3,8 +3,10 @@
 Every error is reported as one line naming the key path and the problem
 (``ConfigError``); the CLI turns it into exit code 2. Secrets never come from the YAML in
 clear: IBM tokens come from ``QISKIT_IBM_TOKEN`` or a token file, AWS credentials from
-the standard AWS chain. A few settings can be overridden from the environment
-(``QPU_EXPORTER_STATE_PATH``) so containers need no config edit.
+the standard AWS chain; the state database's password from ``QPU_EXPORTER_STATE_PASSWORD``,
+``PGPASSWORD`` or a libpq password file. A few settings can be overridden from the environment
+(``QPU_EXPORTER_STATE_PATH``, ``QPU_EXPORTER_STATE_URL``, ``QPU_EXPORTER_INSTANCE``) so
+containers need no config edit.
 """
 
 from __future__ import annotations
@@ -15,209 +17,33 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .config_types import Duration, Strict, parse_duration  # noqa: F401 - parse_duration is public here
 from .drift.monitor import DEFAULT_ARL0, DEFAULT_WARMUP, DriftSettings
-from .providers.fake_snapshots import DEFAULT_FLEET, available_snapshots
+from .providers import registry
 
 
 class ConfigError(Exception):
     """One line: where and what."""
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_Strict = Strict
 
 
-def parse_duration(value: Any) -> float:
-    """'30s', '5m', '2h', '1d' (also ms, w) -> seconds. Bare numbers are seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    else:
-        raise ValueError(f"invalid duration {value!r} (use e.g. 30s, 5m, 2h, 1d)")
-    if seconds < 0:
-        raise ValueError(f"invalid duration {value!r}: negative")
-    return seconds
+_INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+def _provider_union() -> Any:
+    """The ``providers`` list item: a union of every registered provider's config model,
+    told apart by ``kind``. Rebuilt whenever a provider registers (see _rebuild)."""
+    models = [spec.config_model for spec in registry.provider_specs()]
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="kind")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-IncidentKind = Literal[
-    "t1_drop", "readout_degrade", "gate_error_rise", "offline", "queue_spike", "job_failures",
-    "maintenance",
-]
-
-# What `factor` means per kind when it is not given.
-INCIDENT_DEFAULT_FACTOR = {
-    "t1_drop": 0.2,  # T1 (and T2) multiplied by this
-    "readout_degrade": 3.0,  # readout error multiplied
-    "gate_error_rise": 3.0,  # gate error multiplied on gates touching the qubit(s)
-    "offline": 1.0,
-    "maintenance": 1.0,
-    "queue_spike": 20.0,  # pending jobs multiplied
-    "job_failures": 0.5,  # probability that a finishing job fails
-}
-
-
-class Incident(_Strict):
-    """A deterministic fault injected into the simulated fleet. ``at`` and ``duration``
-    are simulated time measured from the exporter's start (so with speedup 60, ``at: 60s``
-    happens one wall-clock second after start)."""
-
-    backend: str
-    kind: IncidentKind
-    qubit: int | None = Field(default=None, ge=0)
-    factor: float | None = Field(default=None, ge=0)
-    at: Duration = 0.0
-    duration: Duration = 3600.0
-
-    @property
-    def effective_factor(self) -> float:
-        return INCIDENT_DEFAULT_FACTOR[self.kind] if self.factor is None else self.factor
-
-
-class ScaleConfig(_Strict):
-    """A synthetic fleet for load tests and benchmarks: ``backends`` backends named
-    ``synthetic_000``... of ``qubits`` qubits each, derived deterministically from the
-    provider's first listed snapshot (tiled and resampled, see providers/synthetic.py)."""
-
-    backends: int = Field(ge=1, le=100_000)
-    qubits: int = Field(ge=2, le=100_000)
-
-
-class SimulatedProviderConfig(_Strict):
-    kind: Literal["simulated"]
-    backends: list[str] = Field(default_factory=lambda: list(DEFAULT_FLEET))
-    seed: int = 7
-    speedup: float = Field(default=1.0, gt=0, le=1_000_000)
-    # How often (simulated time) the fleet re-measures T1, T2 and gate errors; readout is
-    # refreshed five times as often. IBM publishes roughly daily.
-    measurement_interval: Duration = Field(default=86400.0, ge=60)
-    # "calm" keeps the per-qubit noise and gate creep but switches off the random events
-    # (TLS dips, outages, new dead couplers), so injected incidents are the only faults:
-    # for tests, demos and tuning alert thresholds.
-    dynamics: Literal["realistic", "calm"] = "realistic"
-    incidents: list[Incident] = Field(default_factory=list)
-    # When set, the fleet is the synthetic one instead of the listed backends (the first
-    # listed backend is the template).
-    scale: ScaleConfig | None = None
-
-    def fleet(self) -> list[str]:
-        """Names of the backends this provider simulates."""
-        if self.scale is None:
-            return list(self.backends)
-        from .providers.synthetic import synthetic_names
-
-        return synthetic_names(self.scale.backends)
-
-    @field_validator("backends")
-    @classmethod
-    def _known_backends(cls, names: list[str]) -> list[str]:
-        known = available_snapshots()
-        if not names:
-            raise ValueError("at least one backend is required")
-        for name in names:
-            if name not in known:
-                close = [k for k in known if name.replace("fake_", "") in k][:3]
-                hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise ValueError(f"unknown backend {name!r}{hint}")
-        if len(set(names)) != len(names):
-            raise ValueError("backend names must be unique")
-        return names
-
-    @model_validator(mode="after")
-    def _incidents_on_known_backends(self) -> SimulatedProviderConfig:
-        fleet = set(self.fleet())
-        for i, inc in enumerate(self.incidents):
-            if inc.backend not in fleet:
-                raise ValueError(
-                    f"incidents[{i}].backend: {inc.backend!r} is not one of this provider's backends"
-                )
-        return self
-
-
-class IbmProviderConfig(_Strict):
-    kind: Literal["ibm"]
-    instance: str | None = None  # the instance CRN; strongly recommended (else the SDK picks)
-    channel: str = "ibm_quantum_platform"
-    url: str | None = None
-    token_file: Path | None = None  # alternative to QISKIT_IBM_TOKEN
-    backends: list[str] | None = None  # default: every backend visible to the instance
-    # Per HTTP call: connect and read timeouts; retries of 5xx inside one poll (the
-    # scheduler's backoff handles the rest, so keep this small).
-    connect_timeout: Duration = Field(default=5.0, gt=0, le=300)
-    request_timeout: Duration = Field(default=30.0, gt=0, le=600)
-    retries: int = Field(default=1, ge=0, le=5)
-    # Jobs: look-back on the first poll of a process; page cap per poll (100 jobs a page);
-    # /jobs/{id}/metrics calls (queue and run timestamps) per poll and backend, 0 = never.
-    jobs_lookback: Duration = Field(default=86400.0, ge=0)
-    max_job_pages: int = Field(default=20, ge=1, le=1000)
-    max_job_metrics_per_poll: int = Field(default=50, ge=0, le=10000)
-    price_table: Path | None = None  # default: the shipped illustrative table
-    usd_per_qpu_second: float | None = Field(default=None, ge=0)  # overrides the table
-    # Probe jobs (SamplerV2, job mode): how long one submission may wait for its job to
-    # finish (queue + run) before it is cancelled and reported as a timeout (the probe
-    # runner's lease on the backend is renewed to cover it). How often the job's state is
-    # polled meanwhile.
-    probe_timeout: Duration = Field(default=1800.0, gt=0, le=86400)
-    probe_poll_interval: Duration = Field(default=5.0, ge=0.1, le=600)
-
-
-class BraketProviderConfig(_Strict):
-    kind: Literal["braket"]
-    region: str = "us-east-1"
-    devices: list[str] | None = None  # device ARNs; default: every QPU in the region
-    connect_timeout: Duration = Field(default=5.0, gt=0, le=300)
-    request_timeout: Duration = Field(default=30.0, gt=0, le=600)
-    retries: int = Field(default=1, ge=0, le=5)
-    jobs_lookback: Duration = Field(default=86400.0, ge=0)
-    max_task_pages: int = Field(default=20, ge=1, le=1000)
-    # GetQuantumTask calls per poll and device, to learn why FAILED tasks failed.
-    max_failure_lookups_per_poll: int = Field(default=20, ge=0, le=10000)
-    price_table: Path | None = None  # default: the shipped illustrative table
-    # Probe tasks: results land in
-    # s3://probe_s3_bucket/probe_s3_prefix/<device>/<attempt id>/<task id>/results.json
-    # (Braket writes every QPU result to S3; no bucket = probes on Braket are unsupported).
-    # probe_verbatim: translate to the device's native gates inside a verbatim box so the
-    # device compiler cannot merge the RB sequence; false: let Braket compile the program.
-    probe_s3_bucket: str | None = Field(default=None, min_length=3, max_length=63)
-    probe_s3_prefix: str = "qpu-exporter/probes"
-    probe_verbatim: bool = True
-    probe_timeout: Duration = Field(default=1800.0, gt=0, le=86400)
-    probe_poll_interval: Duration = Field(default=5.0, ge=0.1, le=600)
-
-    @field_validator("devices")
-    @classmethod
-    def _arns(cls, arns: list[str] | None) -> list[str] | None:
-        if arns is None:
-            return None
-        for arn in arns:
-            if not arn.startswith("arn:aws:braket:") or "/" not in arn:
-                raise ValueError(f"not a Braket device ARN: {arn!r}")
-        return arns
-
-
-ProviderConfig = Annotated[
-    Union[SimulatedProviderConfig, IbmProviderConfig, BraketProviderConfig],
-    Field(discriminator="kind"),
-]
+ProviderConfig = _provider_union()
 
 
 class ScheduleConfig(_Strict):
@@ -225,7 +51,9 @@ class ScheduleConfig(_Strict):
     jobs_interval: Duration = 60.0
     probe_interval: Duration = 3600.0
     max_concurrent_polls: int = Field(default=4, ge=1, le=256)
-    poll_timeout: Duration = 60.0
+    # Bound of every provider call of a poll; a call still running then is abandoned and the
+    # poll fails with error kind "timeout" (scheduler.py).
+    poll_timeout: Duration = Field(default=60.0, gt=0)
 
 
 class BudgetConfig(_Strict):
@@ -301,8 +129,62 @@ class CostConfig(_Strict):
     daily_budget_usd: float = Field(default=5000.0, ge=0)
 
 
-def _default_providers() -> list[ProviderConfig]:
-    return [SimulatedProviderConfig(kind="simulated", speedup=60.0)]
+class WorkloadBudgetConfig(_Strict):
+    usd_per_day: float = Field(gt=0)
+
+
+class WorkloadObjectiveConfig(_Strict):
+    """Overrides of the fleet objectives (alerts/config.yaml jobs.*_slo) for one workload."""
+
+    job_success: float | None = Field(default=None, gt=0, lt=1)  # share of jobs that must not fail
+    queue_seconds: Duration | None = Field(default=None, gt=0)  # the fleet quantile's queue-time limit
+
+
+class WorkloadsConfig(_Strict):
+    """Per-workload series from the providers' own job tags (docs/workloads.md)."""
+
+    tag: str = Field(default="team", min_length=1, max_length=128)  # Braket tag key; IBM "team:V" / "team=V"
+    max: int = Field(default=50, ge=1, le=10_000)  # distinct values kept; beyond: workload="other"
+    budgets: dict[str, WorkloadBudgetConfig] = Field(default_factory=dict)
+    objectives: dict[str, WorkloadObjectiveConfig] = Field(default_factory=dict)
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_key(cls, tag: str) -> str:
+        if tag != tag.strip() or any(c in tag for c in ":=") or not tag.isprintable():
+            raise ValueError(f"{tag!r}: a tag key has no ':', '=', surrounding spaces or control characters")
+        return tag
+
+    @field_validator("budgets", "objectives")
+    @classmethod
+    def _workload_names(cls, entries: dict) -> dict:
+        from .workloads import is_clean
+
+        for name in entries:
+            if not is_clean(name):
+                raise ValueError(f"{name!r} is not a workload label value (letters, digits, '-', '_', '.'; "
+                                 f"at most 63 characters; nothing that looks like a credential)")
+        return entries
+
+    @model_validator(mode="after")
+    def _configured_fit(self) -> WorkloadsConfig:
+        named = self.configured()
+        if len(named) > self.max:
+            raise ValueError(f"budgets and objectives name {len(named)} workloads, more than max ({self.max})")
+        return self
+
+    def configured(self) -> list[str]:
+        """Workloads the config names (always kept), untagged and other excepted."""
+        from .workloads import RESERVED
+
+        return [n for n in dict.fromkeys([*self.budgets, *self.objectives]) if n not in RESERVED]
+
+
+def _default_providers() -> list[Any]:
+    """With no ``providers`` key: the providers registered as the default (the embedded
+    simulated fleet)."""
+    return [spec.config_model.model_validate(spec.default_config) for spec in registry.provider_specs()
+            if spec.default_config is not None]
 
 
 class Config(_Strict):
@@ -311,7 +193,14 @@ class Config(_Strict):
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    workloads: WorkloadsConfig | None = None  # None: no per-workload series at all
     state_path: Path = Path("./qpu-exporter.db")
+    # PostgreSQL instead of the state_path file, shareable by replicas and shards (docs/state.md).
+    # Never with a password in the file: see load_config.
+    state_url: str | None = None
+    # This exporter's name among those sharing one database: its job records and counters are
+    # its own. Default: the host name on PostgreSQL, "default" on SQLite.
+    instance: str | None = None
     # "i/N": this instance polls only the backends whose stable hash falls in shard i of N
     # (0 <= i < N), so N instances split a fleet with no overlap and no gap (--shard).
     shard: str | None = None
@@ -325,12 +214,46 @@ class Config(_Strict):
             parse_shard(value)  # raises ValueError naming the problem
         return value
 
+    @field_validator("state_url")
+    @classmethod
+    def _state_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .store.engine import parse_target
+
+            if "://" not in value:
+                raise ValueError("not a URL of the form postgresql://user@host:port/database")
+            parse_target(value)  # raises ValueError naming the problem
+        return value
+
+    @field_validator("instance")
+    @classmethod
+    def _instance_name(cls, value: str | None) -> str | None:
+        if value is not None and not _INSTANCE.fullmatch(value):
+            raise ValueError(f"invalid instance name {value!r} (letters, digits, '.', '_', '-'; at most 128)")
+        return value
+
+    def state_target(self) -> str | Path:
+        """Where the state lives: the state_url when one is set, else the state_path file."""
+        return self.state_url or self.state_path
+
     @field_validator("providers")
     @classmethod
     def _not_empty(cls, providers: list[ProviderConfig]) -> list[ProviderConfig]:
         if not providers:
             raise ValueError("at least one provider is required")
         return providers
+
+    @model_validator(mode="after")
+    def _providers_fit_the_config(self) -> Config:
+        """Each provider's own check of what its entry needs from the rest of the config."""
+        for i, p in enumerate(self.providers):
+            spec = registry.provider_spec(p.kind)
+            if spec is not None and spec.check_with_config is not None:
+                try:
+                    spec.check_with_config(p, self)
+                except ValueError as exc:
+                    raise ValueError(f"providers[{i}].{exc}") from None
+        return self
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
@@ -341,8 +264,10 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         str(p) if re.fullmatch(r"[A-Za-z0-9_-]+", str(p)) else repr(str(p))
         for p in first["loc"] if not str(p).startswith("function-")
     )
-    # pydantic puts the union tag into the location ("providers.0.simulated.seed"): drop it.
-    where = re.sub(r"\.(simulated|ibm|braket)(?=\.|$)", "", where)
+    # pydantic puts the union tag (the provider kind) into the location ("providers.0.<kind>.seed"): drop it.
+    kinds = "|".join(re.escape(k) for k in registry.provider_kinds())
+    if kinds:
+        where = re.sub(rf"(\.\d+)\.({kinds})(?=\.|$)", r"\1", where)
     where = re.sub(r"\.(\d+)", r"[\1]", where)
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
@@ -353,15 +278,31 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return line.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _check_state_keys(data: dict, source: str) -> None:
+    url = data.get("state_url")
+    if "state_url" in data and "state_path" in data and url is not None:
+        raise ConfigError(f"{source}: state_url: give state_path (SQLite) or state_url (PostgreSQL), not both")
+    if isinstance(url, str):
+        from .store.engine import url_password
+
+        if url_password(url):
+            raise ConfigError(
+                f"{source}: state_url: a password in the config file is refused; give it in "
+                f"QPU_EXPORTER_STATE_PASSWORD, PGPASSWORD or a libpq password file"
+            )
+
+
 def load_config(path: str | Path | None) -> Config:
     """Load and validate; raise ConfigError with one line. None gives the default fleet."""
     if path is None:
         # The built-in demo polls faster than the production defaults so `make run` visibly
-        # moves within a minute. Its budget is in wall-clock terms: at speedup 60 the three
-        # backends spend ~$25,000 a simulated day, ~$1.5M a wall-clock day; three times that
-        # keeps the cost alerts for real overspend (docs/alerts-quality.md).
-        data: Any = {"schedule": {"calibration_interval": "30s", "jobs_interval": "15s"},
-                     "cost": {"daily_budget_usd": 4_500_000}}
+        # moves within a minute.
+        data: Any = {"schedule": {"calibration_interval": "30s", "jobs_interval": "15s"}}
+        # ... and features what the providers' demos show (the simulated fleet: per-workload
+        # SLOs and budgets; a user config gets them only from its own workloads: block).
+        for spec in registry.provider_specs():
+            if spec.demo_config is not None:
+                data.update(spec.demo_config())
         source = "default config"
     else:
         source = str(path)
@@ -382,10 +323,27 @@ def load_config(path: str | Path | None) -> Config:
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: top level must be a mapping of keys, not {type(data).__name__}")
+    _check_state_keys(data, source)
     env_state = os.environ.get("QPU_EXPORTER_STATE_PATH")
     if env_state:
         data = {**data, "state_path": env_state}
+    # A URL from the environment (a Kubernetes Secret, say) may carry the password; one in a
+    # file may not. Set, it is used instead of the state_path file.
+    for env, key in (("QPU_EXPORTER_STATE_URL", "state_url"), ("QPU_EXPORTER_INSTANCE", "instance")):
+        if os.environ.get(env):
+            data = {**data, key: os.environ[env]}
     try:
         return Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def _rebuild() -> None:
+    """A provider registered after this module was imported: widen the union."""
+    global ProviderConfig
+    ProviderConfig = _provider_union()
+    Config.model_fields["providers"].annotation = list[ProviderConfig]
+    Config.model_rebuild(force=True)
+
+
+registry.on_change(_rebuild)

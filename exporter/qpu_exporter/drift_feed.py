@@ -8,8 +8,8 @@ same value re-polled), persistence of detector state, and the metric families.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
+from collections.abc import Callable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -17,7 +17,7 @@ from .catalog import SPECS
 from .drift import DriftMonitor, DriftSettings
 from .logs import get_logger
 from .model import CalibrationSnapshot
-from .store import Store
+from .store import StorageError, Store
 
 log = get_logger(__name__)
 
@@ -25,15 +25,14 @@ log = get_logger(__name__)
 # calibration as `sx`, so they would double every 1q series (and its false alarms).
 QUBIT_SERIES = ("t1", "t2", "readout_error")
 SKIPPED_GATES = frozenset({"id"})
-STATE_KEY = "drift_monitor_state"  # in the store's meta table
 
 
 def stored_settings(store: Store) -> DriftSettings | None:
     """The detector settings recorded in a state file, if the exporter saved any."""
-    blob = store.meta(STATE_KEY)
-    if blob is None:
+    saved = store.load_drift_state()
+    if saved is None:
         return None
-    s = json.loads(blob)["settings"]
+    s = json.loads(saved[0])["settings"]
     return DriftSettings(arl0=s["arl0"], warmup=s["warmup"], transform=s["transform"],
                          cusum_k=s["cusum_k"], ewma_lambda=s["ewma_lambda"])
 
@@ -56,16 +55,35 @@ def monitored_values(snap: CalibrationSnapshot):
         yield series_name("gate_error", f"{g.gate}:{g.qubits_label}"), g.error.value, g.error.measured_at
 
 
+def state_subset(state: dict, keep: Callable[[str, str], bool]) -> dict:
+    """A monitor state with only the series of backends ``keep(provider, backend)`` accepts."""
+    slots = [i for i, (p, b, _s) in enumerate(state["keys"]) if keep(p, b)]
+    new = {old: i for i, old in enumerate(slots)}
+    return {
+        **state,
+        "keys": [state["keys"][i] for i in slots],
+        "columns": {name: [col[i] for i in slots] for name, col in state["columns"].items()},
+        "warm": {str(new[int(s)]): v for s, v in state.get("warm", {}).items() if int(s) in new},
+        "rejections": [[new[s], r, n] for s, r, n in state.get("rejections", []) if s in new],
+    }
+
+
 class DriftFeed:
-    def __init__(self, settings: DriftSettings, store: Store):
+    def __init__(self, settings: DriftSettings, store: Store, owns: Callable[[str, str], bool] | None = None):
+        """``owns(provider, backend)``: the backends this exporter polls (its shard)."""
         self.store = store
         self._lock = threading.Lock()
-        blob = store.meta(STATE_KEY)
-        if blob is None:
+        saved = store.load_drift_state()
+        if saved is None:
             self.monitor = DriftMonitor(settings)
         else:
-            self.monitor = DriftMonitor.from_state(json.loads(blob), settings)
-            log.info("drift state restored", series=len(self.monitor))
+            state = json.loads(saved[0])
+            if not saved[1] and owns is not None:
+                # Another instance's state warms up a new replica at once, but only for the
+                # backends this one polls: a shard never shows another shard's detectors.
+                state = state_subset(state, owns)
+            self.monitor = DriftMonitor.from_state(state, settings)
+            log.info("drift state restored", series=len(self.monitor), own=saved[1])
         self._last_fed: dict[tuple[str, str, str], float] = {}
         self._dirty = False
 
@@ -103,8 +121,8 @@ class DriftFeed:
             payload = json.dumps(self.monitor.state(), separators=(",", ":"))
             self._dirty = False
         try:
-            self.store.set_meta(STATE_KEY, payload)
-        except sqlite3.Error as exc:
+            self.store.save_drift_state(payload)
+        except StorageError as exc:
             self.store.note_write_failure()
             log.error("drift state not saved; kept in memory", error=str(exc))
             with self._lock:

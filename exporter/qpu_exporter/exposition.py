@@ -4,9 +4,9 @@ A scrape never computes: the renderer thread rebuilds the text (and a gzip copy)
 view changes, coalescing bursts of updates, and the HTTP handler serves whichever rendering
 is current. The families are client_python ``Metric`` objects (so tests and tools can use
 client_python on them); the bytes come from ``textformat``, which writes exactly what
-``generate_latest`` would, several times faster.
+``generate_latest`` would, about three times faster (docs/performance.md).
 
-Memory: one ``Rendering`` (text plus its gzip copy, about an eighth of the text) is
+Memory: one ``Rendering`` (text plus its gzip copy, ~6 % of the text, docs/performance.md) is
 current. While a rebuild runs, the old one stays current and the new one is being built,
 so at most two renderings exist; the swap is one reference assignment and the old one is
 freed once the last scrape that took it finishes. A rebuild whose bytes equal the current
@@ -30,6 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -46,6 +47,7 @@ from . import textformat
 from .logs import get_logger
 from .catalog import SPECS, qubit_metric_name
 from .store import LabelKey
+from .model import REPORTED_EPC
 from .view import FleetView, ViewCopy
 
 log = get_logger(__name__)
@@ -61,6 +63,12 @@ SWITCH_INTERVAL = 0.001
 SELF_METRICS_TTL_SECONDS = 1.0
 ZERO_COUNTERS = ("qpu_jobs_total", "qpu_jobs_failed_total", "qpu_jobs_cancelled_total",
                  "qpu_job_usage_seconds_total", "qpu_cost_usd_total")
+# A workload seen on a backend (any of these there) gets all of them, at 0 where nothing moved,
+# so a failure ratio or a spend is 0 rather than missing for a workload that never failed or
+# paid (and a workload only billing records moved, an IBM session's charge, has its job count).
+WORKLOAD_ZERO_COUNTERS = ("qpu_workload_jobs_total", "qpu_workload_jobs_failed_total",
+                          "qpu_workload_usage_seconds_total", "qpu_workload_cost_usd_total")
+WORKLOAD_PREFIX = "qpu_workload_"
 
 
 def _gauge(name: str) -> GaugeMetricFamily:
@@ -78,6 +86,10 @@ def _counter(name: str) -> CounterMetricFamily:
 # rebuild re-creates and re-formats samples only for backends polled since the last one
 # (the dominant cost at 100k series).
 CalibrationCache = dict[tuple[str, str], tuple[object, dict[str, list[Sample]], dict[str, str]]]
+# (histogram, label values) -> (bucket values and sum, samples, their rendered lines): a rebuild
+# re-creates only the histograms whose counts moved since the last one (with per-workload
+# histograms there are tens of thousands of samples, most of them unchanged).
+HistogramCache = dict[tuple[str, tuple[str, ...]], tuple[tuple[float, ...], list[Sample], str]]
 
 
 def _ts(x: float | None) -> float:
@@ -93,9 +105,14 @@ def families(
     daily_budget_usd: float,
     extra: Iterable[Metric] = (),
     calibration_cache: CalibrationCache | None = None,
+    workloads: bool = False,
+    histogram_cache: HistogramCache | None = None,
 ) -> list[Metric]:
     """The exporter's metric families from a view copy. ``calibration_cache``, kept by the
-    caller between rebuilds, lets a rebuild redo only the backends polled since the last."""
+    caller between rebuilds, lets a rebuild redo only the backends polled since the last;
+    ``histogram_cache`` only the histograms whose counts moved. ``workloads``: export the
+    per-workload families (config has a workloads: block); without it none of them appears,
+    not even empty."""
     out: list[Metric] = []
     build = _gauge("qpu_exporter_build_info")
     build.add_metric([version, revision], 1)
@@ -128,7 +145,7 @@ def families(
             pending.add_metric(list(key), st.pending_jobs)
     out += [info, up, maint, window, pending]
     out += _calibration_families(v, {} if calibration_cache is None else calibration_cache)
-    out += _counter_families(v, counters)
+    out += _counter_families(v, counters, workloads, {} if histogram_cache is None else histogram_cache)
     usage_fams = {k: _gauge(f"qpu_instance_usage_{k}") for k in ("consumed_seconds", "limit_seconds", "remaining_seconds")}
     for provider, usage in sorted(v.usage.items()):
         for k, fam in usage_fams.items():
@@ -148,7 +165,7 @@ _BACKEND_FAMILIES = (
 _QUBIT_TAIL = ("qpu_qubit_measurement_timestamp_seconds", "qpu_qubit_operational")
 _GATE_FAMILIES = (
     "qpu_gate_error_ratio", "qpu_gate_duration_seconds", "qpu_gate_operational",
-    "qpu_gate_measurement_timestamp_seconds",
+    "qpu_gate_measurement_timestamp_seconds", "qpu_reported_epc_ratio",
 )
 
 
@@ -160,8 +177,8 @@ def _backend_calibration_samples(provider: str, backend: str, snap) -> dict[str,
             Sample("qpu_backend_calibration_timestamp_seconds", pb, snap.calibrated_at))
     out["qpu_backend_operational_qubits"].append(
         Sample("qpu_backend_operational_qubits", pb, sum(1 for q in snap.qubits if q.operational)))
-    out["qpu_backend_dead_couplers"].append(
-        Sample("qpu_backend_dead_couplers", pb, sum(1 for g in snap.gates if len(g.qubits) == 2 and not g.operational)))
+    out["qpu_backend_dead_couplers"].append(Sample("qpu_backend_dead_couplers", pb, sum(
+        1 for g in snap.gates if len(g.qubits) == 2 and not g.operational and g.gate != REPORTED_EPC)))
     q_ts, q_op = out["qpu_qubit_measurement_timestamp_seconds"], out["qpu_qubit_operational"]
     for q in snap.qubits:
         qs = str(q.qubit)
@@ -176,7 +193,12 @@ def _backend_calibration_samples(provider: str, backend: str, snap) -> dict[str,
                                    m.measured_at))
     g_err, g_dur = out["qpu_gate_error_ratio"], out["qpu_gate_duration_seconds"]
     g_op, g_ts = out["qpu_gate_operational"], out["qpu_gate_measurement_timestamp_seconds"]
+    reported = out["qpu_reported_epc_ratio"]
     for g in snap.gates:
+        if g.gate == REPORTED_EPC:  # a reported RB figure, not a gate (model.REPORTED_EPC)
+            if g.error is not None:
+                reported.append(Sample("qpu_reported_epc_ratio", {**pb, "qubits": g.qubits_label}, g.error.value))
+            continue
         labels = {"provider": provider, "backend": backend, "gate": g.gate, "qubits": g.qubits_label}
         g_op.append(Sample("qpu_gate_operational", labels, 1 if g.operational else 0))
         if g.error is not None:
@@ -219,7 +241,8 @@ def _calibration_families(v: ViewCopy, cache: CalibrationCache) -> list[Metric]:
     return out
 
 
-def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float]) -> list[Metric]:
+def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float], workloads: bool,
+                      histogram_cache: HistogramCache) -> list[Metric]:
     by_name: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
     for (name, labels), value in counters.items():
         by_name[name].append((dict(labels), value))
@@ -229,11 +252,20 @@ def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float]) 
         for key in v.backends:
             if key not in have:
                 by_name[name].append(({"provider": key[0], "backend": key[1]}, 0.0))
+    workload_keys = sorted({(d["provider"], d["backend"], d["workload"])
+                            for name in WORKLOAD_ZERO_COUNTERS for d, _ in by_name.get(name, ())})
+    for name in WORKLOAD_ZERO_COUNTERS:
+        have = {(d["provider"], d["backend"], d["workload"]) for d, _ in by_name[name]}
+        for p, b, w in workload_keys:
+            if (p, b, w) not in have:
+                by_name[name].append(({"provider": p, "backend": b, "workload": w}, 0.0))
 
     out: list[Metric] = []
     for name, spec in SPECS.items():
         if name.startswith("qpu_drift_"):
             continue  # the drift feed renders its own families
+        if name.startswith(WORKLOAD_PREFIX) and not workloads:
+            continue
         if spec.type == "counter":
             fam = _counter(name)
             if not spec.labels and not by_name.get(name):
@@ -242,25 +274,52 @@ def _counter_families(v: ViewCopy, counters: dict[tuple[str, LabelKey], float]) 
                 fam.add_metric([labels.get(l, "") for l in spec.labels], value)
             out.append(fam)
         elif spec.type == "histogram":
-            out.append(_histogram_family(name, by_name, v))
+            # Every backend has its job histograms; every workload seen on a backend its own.
+            known = workload_keys if name.startswith(WORKLOAD_PREFIX) else v.backends
+            out.append(_histogram_family(name, by_name, known, histogram_cache))
     return out
 
 
-def _histogram_family(name: str, by_name, v: ViewCopy) -> HistogramMetricFamily:
+def workload_config_families(cfg) -> list[Metric]:
+    """Per-workload budgets and objective overrides from the exporter config (workloads:)."""
+    budget = _gauge("qpu_workload_cost_budget_daily_usd")
+    success = _gauge("qpu_workload_job_success_objective_ratio")
+    queue = _gauge("qpu_workload_queue_objective_seconds")
+    for name, b in sorted(cfg.budgets.items()):
+        budget.add_metric([name], b.usd_per_day)
+    for name, o in sorted(cfg.objectives.items()):
+        if o.job_success is not None:
+            success.add_metric([name], o.job_success)
+        if o.queue_seconds is not None:
+            queue.add_metric([name], o.queue_seconds)
+    return [budget, success, queue]
+
+
+def _histogram_family(name: str, by_name, known, cache: HistogramCache) -> HistogramMetricFamily:
     spec = SPECS[name]
     fam = HistogramMetricFamily(name, spec.help, labels=list(spec.labels))
+    text: list[str] = []
     buckets: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
     sums: dict[tuple[str, ...], float] = {}
+    key_of = itemgetter(*spec.labels)  # histograms have at least provider and backend: a tuple
     for labels, value in by_name.get(f"{name}_bucket", ()):
-        buckets[tuple(labels[l] for l in spec.labels)][labels["le"]] = value
+        buckets[key_of(labels)][labels["le"]] = value
     for labels, value in by_name.get(f"{name}_sum", ()):
-        sums[tuple(labels[l] for l in spec.labels)] = value
-    for key in v.backends:
+        sums[key_of(labels)] = value
+    for key in known:
         buckets.setdefault(key, {})
     bounds = [repr(float(b)) for b in HISTOGRAMS[name]] + ["+Inf"]
     for key in sorted(buckets):
         got = buckets[key]
-        fam.add_metric(list(key), [(b, got.get(b, 0.0)) for b in bounds], sums.get(key, 0.0))
+        values = (*[got.get(b, 0.0) for b in bounds], sums.get(key, 0.0))
+        hit = cache.get((name, key))
+        if hit is None or hit[0] != values:
+            one = HistogramMetricFamily(name, "", labels=list(spec.labels))
+            one.add_metric(list(key), list(zip(bounds, values[:-1])), values[-1])
+            hit = cache[(name, key)] = (values, one.samples, textformat.render_samples(one.samples))
+        fam.samples.extend(hit[1])
+        text.append(hit[2])
+    setattr(fam, textformat.SAMPLE_TEXT_ATTR, text)
     return fam
 
 
@@ -322,7 +381,8 @@ class Renderer:
             # Same bytes (e.g. a poll that changed nothing we export): reuse both copies.
             text, gzipped = previous.text, previous.gzipped
         else:
-            # Level 1: a tenth of level 9's CPU for ~30 % larger output (ecosystem.md §1.7).
+            # Level 1: about a seventh of level 9's CPU at 100k series (docs/performance.md: 0.04 s
+            # against 0.26-0.31 s); the copy is ~6 % of the text.
             gzipped = gzip.compress(text, 1)
         rendering = Rendering(snapshot.version, snapshot, text, gzipped, time.time(), time.perf_counter() - started)
         self._current = rendering  # one reference swap: readers see the old or the new, never a mix

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .model import BackendInfo, BackendStatus, CalibrationSnapshot, JobRecord
 from .providers.base import Provider, ProviderError
-from .providers.ibm_properties import parse_properties
+from .providers.ibm.properties import parse_properties
 
 FAULT_KINDS = ("timeout", "http_5xx", "rate_limited", "malformed")
 
@@ -83,8 +83,8 @@ def run_drill(rounds: int, fault_rate: float, tmp_dir, seed: int = 0, poll_every
     a clean final round; returns the report."""
     import time
 
-    from .config import SimulatedProviderConfig
-    from .providers.simulated import SimulatedProvider
+    from .providers.simulated.config import SimulatedProviderConfig
+    from .providers.simulated.provider import SimulatedProvider
     from .scheduler import Poller
     from .store import Store
     from .view import FleetView

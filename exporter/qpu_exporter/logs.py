@@ -114,10 +114,26 @@ def logfmt_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value).replace("inf", "Inf").replace("nan", "NaN")
     text = str(value)
-    if text and not any(c in text for c in ' ="\\') and all(c.isprintable() for c in text):
+    if text and all(c.isprintable() and c not in ' ="\\' for c in text):
         return text
-    escaped = "".join(_LOGFMT_ESCAPES.get(c, c if c.isprintable() else f"\\u{ord(c):04x}") for c in text)
-    return f'"{escaped}"'
+    return '"' + "".join(_escape(c) for c in text) + '"'
+
+
+def _escape(c: str) -> str:
+    """One character inside a quoted logfmt value, as go-logfmt's decoder reads it: JSON-style
+    escapes, \\uXXXX (UTF-16, so a surrogate pair above U+FFFF) for what is not printable,
+    U+FFFD for a lone surrogate (undecodable bytes of a file name)."""
+    if c in _LOGFMT_ESCAPES:
+        return _LOGFMT_ESCAPES[c]
+    if c.isprintable():
+        return c
+    code = ord(c)
+    if 0xD800 <= code <= 0xDFFF:
+        return "\\ufffd"
+    if code > 0xFFFF:
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def _logfmt_key(key: str) -> str:
@@ -132,6 +148,12 @@ class LogfmtFormatter(logging.Formatter):
 
 
 def _json_default(value: Any) -> Any:
+    # Numbers that are not Python's own (numpy scalars) stay numbers; anything else is text.
+    if hasattr(value, "__index__"):
+        return int(value)
+    if hasattr(value, "__float__") and not isinstance(value, (str, bytes)):
+        number = float(value)
+        return number if math.isfinite(number) else str(number)
     return str(value)
 
 

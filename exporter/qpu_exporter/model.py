@@ -25,9 +25,15 @@ QUBIT_QUANTITIES: dict[str, tuple[str, str]] = {
     "readout_duration": ("seconds", "Readout (measurement) duration"),
 }
 
-# Calibration "gates" that are a provider's per-qubit 1q randomized-benchmarking figure rather
-# than one gate's error (Braket: RANDOMIZED_BENCHMARKING, SIMULTANEOUS_RANDOMIZED_BENCHMARKING).
-ONE_QUBIT_RB_FIGURES = ("1q_rb", "1q_srb")
+# A provider-reported randomized-benchmarking figure: the error per Clifford (1 - the
+# published RB fidelity) on a qubit, a pair or (qubits=()) the whole device, e.g. Braket's
+# per-qubit RANDOMIZED_BENCHMARKING fidelity or IQM's Two_Qubit_Clifford fidelity. Carried as a
+# GateCalibration with this name so it is stored and validated like a gate error, but it is
+# not a gate: exposition exports it as qpu_reported_epc_ratio, comparable with the
+# exporter's own qpu_probe_epc_ratio.
+REPORTED_EPC = "clifford"
+# Figures that stand in for per-gate 1q errors where a provider publishes no sx error.
+ONE_QUBIT_RB_FIGURES = (REPORTED_EPC,)
 
 # Job states, normalised across providers.
 JOB_DONE = "done"
@@ -88,6 +94,9 @@ class CalibrationSnapshot:
     calibrated_at: float | None  # the provider's "last update" of the whole table
     qubits: list[QubitCalibration] = field(default_factory=list)
     gates: list[GateCalibration] = field(default_factory=list)
+    # Values the provider's parser could not use (e.g. an unknown unit or field), by check
+    # name: counted with the data-quality rejections, never exported.
+    rejected: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +109,51 @@ class JobRecord:
     finished_at: float
     queue_seconds: float | None  # None when the job never started
     execution_seconds: float | None
-    usage_seconds: float  # billed QPU time
-    cost_usd: float
+    # Billed QPU time and money; None when not known (yet). Counters move only by known values.
+    usage_seconds: float | None
+    cost_usd: float | None
     error_class: str = ""  # short, bounded vocabulary; never a payload or a message
+    # Why cost_usd is None for good (COST_UNKNOWN_REASONS); "" when known, pending or billed_with.
+    cost_unknown_reason: str = ""
+    # The provider reports final usage later (IBM: usage status "pending"): the record is
+    # counted as a job now and its usage and cost once a later poll reads them final.
+    usage_pending: bool = False
+    # The job's charge is part of another record (an IBM session is billed as a whole): its own
+    # usage and cost stay None without being unknown.
+    billed_with: str = ""
+    # False for a billing record that is not a job (an IBM session's charge): it moves only the
+    # usage and cost counters.
+    counts_as_job: bool = True
+    # The job's (key, value) tags as the provider reports them, bounded by bounded_tags; read
+    # only to resolve its workload (workloads.py), never stored or exported as they are.
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+# Why a job's cost cannot be known (label `reason` of qpu_jobs_cost_unknown_total).
+COST_UNKNOWN_REASONS = (
+    "unpriced_device",  # no price in the table and none published by the service
+    "no_billing_plan",  # the provider's billing plan is not configured
+    "subscription",  # a subscription plan with no per-job price, and none configured
+    "usage_not_final",  # usage still pending when its settle timeout ran out
+    "not_read",  # the provider was configured not to read what the price depends on
+    "reservation",  # ran inside a reservation billed per reserved hour, not per task
+)
+
+
+MAX_JOB_TAGS = 64  # above AWS's 50 tags per resource, so a real tag set is never cut
+MAX_TAG_CHARS = 256  # longer than any label value we keep (workloads.MAX_LABEL_CHARS)
+
+
+def bounded_tags(pairs) -> tuple[tuple[str, str], ...]:
+    """A provider's tag pairs as JobRecord.tags: strings only, at most MAX_JOB_TAGS pairs,
+    keys and values cut at MAX_TAG_CHARS (a cut value is still too long to become a label)."""
+    out = []
+    for key, value in pairs:
+        if isinstance(key, str) and isinstance(value, str):
+            out.append((key[:MAX_TAG_CHARS], value[:MAX_TAG_CHARS]))
+            if len(out) == MAX_JOB_TAGS:
+                break
+    return tuple(out)
 
 
 def durations_from_timestamps(

@@ -24,7 +24,8 @@ _QUBIT_RANGES = {
     "readout_duration": (0.0, 1.0),
 }
 # Default for "a per-metric timestamp older than a threshold": IBM carries forward values
-# that were last measured weeks ago (devices-and-users.md §3a); a week is 7x its cadence.
+# that were last measured weeks ago (seen in qiskit-ibm-runtime's fake-backend snapshots,
+# which are copies of real /properties payloads); a week is 7x the daily cadence.
 DEFAULT_MAX_AGE_SECONDS = 7 * 86400.0
 
 
@@ -41,7 +42,7 @@ def _too_old(m: Measurement, now: float, max_age: float) -> bool:
 def validate_snapshot(
     snap: CalibrationSnapshot, max_age: float = DEFAULT_MAX_AGE_SECONDS
 ) -> tuple[CalibrationSnapshot, Counter]:
-    rejected: Counter = Counter()
+    rejected: Counter = Counter(snap.rejected)  # what the provider's parser already dropped
     now = snap.fetched_at
     qubits: list[QubitCalibration] = []
     for q in snap.qubits:
@@ -84,4 +85,4 @@ def validate_snapshot(
             rejected["out_of_range"] += 1
             duration = None
         gates.append(replace(g, error=error, duration=duration, operational=operational))
-    return replace(snap, qubits=qubits, gates=gates), rejected
+    return replace(snap, qubits=qubits, gates=gates, rejected={}), rejected

@@ -2,7 +2,9 @@
 
 Three pictures: the fleet over time, one qubit's T1 with the drift alarms the exporter's own
 detectors raise on it (replayed with the same code and settings as the running exporter),
-and the latest probe's RB decay with its fit. Reads the store only; never calls a provider.
+and the latest probe's RB decay with its fit; with per-workload data in the state, a fourth:
+cost and job success per workload, against the budgets and objectives of the config given.
+Reads the store only; never calls a provider.
 """
 
 from __future__ import annotations
@@ -23,34 +25,67 @@ def _dates(ts):
     return [datetime.fromtimestamp(t, tz=timezone.utc) for t in ts]
 
 
-def _median_series(rows, target_filter, bucket_seconds: float):
-    """Median per time bucket of (measured_at, value) rows whose target passes the filter."""
-    buckets: dict[float, list[float]] = defaultdict(list)
-    for target, t, v in rows:
-        if target_filter(target):
-            buckets[t - t % bucket_seconds].append(v)
-    keys = sorted(buckets)
-    return keys, [float(np.median(buckets[k])) for k in keys]
+MAX_POINTS = 300  # per line of the fleet summary
+
+
+def in_force_medians(rows, target_filter, faulty: float | None = None,
+                     max_points: int = MAX_POINTS) -> tuple[list[float], list[float]]:
+    """The median, over every target (qubit or gate) that passes the filter, of its value in
+    force at each time: its latest measurement at or before then, as a Prometheus gauge shows
+    it. ``rows`` are (target, measured_at, value). A qubit re-measured alone moves only its
+    own contribution, never the median to its new value. A value at or above ``faulty`` (the
+    gate-error sentinel 1 of a dead coupler, which exposition leaves out) removes the target
+    until it is measured again.
+    Evaluated at each measurement time, or at ``max_points`` evenly spaced times when there
+    are more."""
+    rows = sorted((t, target, v) for target, t, v in rows if target_filter(target))
+    if not rows:
+        return [], []
+    times = sorted({t for t, _, _ in rows})
+    if len(times) > max_points:
+        first, last = times[0], times[-1]
+        times = [first + (last - first) * i / (max_points - 1) for i in range(max_points - 1)] + [last]
+    in_force: dict[str, float] = {}
+    xs, ys = [], []
+    i = 0
+    for t in times:
+        while i < len(rows) and rows[i][0] <= t:
+            _, target, v = rows[i]
+            if faulty is not None and v >= faulty:
+                in_force.pop(target, None)
+            else:
+                in_force[target] = v
+            i += 1
+        if in_force:
+            xs.append(t)
+            ys.append(float(np.median(list(in_force.values()))))
+    return xs, ys
+
+
+# (quantity, target filter, faulty sentinel, plot scale, title) of the summary's panels
+SUMMARY_PANELS = (
+    ("t1", lambda t: True, None, 1e6, "median T1 (µs)"),
+    ("readout_error", lambda t: True, None, 100, "median readout error (%)"),
+    ("gate_error", lambda t: t.count("_") == 1, 1.0, 100, "median 2-qubit gate error (%)"),  # "cz:3_4"
+)
+
+
+def summary_series(store: Store) -> dict[str, dict[tuple[str, str], tuple[list[float], list[float]]]]:
+    """quantity -> (provider, backend) -> (times, in-force medians): what the fleet summary plots."""
+    by_backend: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for provider, backend, target, quantity, t, v in store.calibration_history():
+        by_backend[(provider, backend)][quantity].append((target, t, v))
+    return {quantity: {key: in_force_medians(q.get(quantity, []), keep, faulty) for key, q in sorted(by_backend.items())}
+            for quantity, keep, faulty, _, _ in SUMMARY_PANELS}
 
 
 def _fleet_summary(store: Store, out: Path, plt) -> Path:
-    history = store.calibration_history()
-    by_backend: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for provider, backend, target, quantity, t, v in history:
-        by_backend[(provider, backend)][quantity].append((target, t, v))
-    span = max((t for *_, t, _ in history), default=1) - min((t for *_, t, _ in history), default=0)
-    bucket = max(span / 60, 1.0)
+    series_of = summary_series(store)
     fig, axes = plt.subplots(2, 2, figsize=(13, 8), constrained_layout=True, sharex=True)
-    panels = (
-        (axes[0][0], "t1", lambda t: True, 1e6, "median T1 (µs)"),
-        (axes[0][1], "readout_error", lambda t: True, 100, "median readout error (%)"),
-        (axes[1][0], "gate_error", lambda t: t.count("_") == 1, 100, "median 2-qubit gate error (%)"),
-    )
-    for ax, quantity, keep, scale, title in panels:
-        for (provider, backend), q in sorted(by_backend.items()):
-            xs, ys = _median_series(q.get(quantity, []), keep, bucket)
+    for ax, (quantity, _, _, scale, title) in zip((axes[0][0], axes[0][1], axes[1][0]), SUMMARY_PANELS):
+        for (provider, backend), (xs, ys) in series_of[quantity].items():
             if xs:
-                ax.plot(_dates(xs), np.array(ys) * scale, marker=".", label=f"{backend} ({provider})")
+                ax.step(_dates(xs), np.array(ys) * scale, where="post", label=f"{backend} ({provider})")
         ax.set_title(title)
         ax.legend(fontsize=8)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
@@ -158,8 +193,100 @@ def _probe_decay(store: Store, out: Path, plt) -> Path | None:
     return path
 
 
+def workload_totals(counters) -> dict[str, dict[str, float]]:
+    """All-time totals per workload from the persisted counters: jobs, failed, cost_usd."""
+    names = {"qpu_workload_jobs_total": "jobs", "qpu_workload_jobs_failed_total": "failed",
+             "qpu_workload_cost_usd_total": "cost_usd"}
+    out: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(names.values(), 0.0))
+    for (name, labels), value in counters.items():
+        if name in names:
+            out[dict(labels)["workload"]][names[name]] += value
+    return dict(out)
+
+
+def workload_days(rows) -> dict[str, dict[float, dict[str, float]]]:
+    """Per workload and UTC day (start, Unix seconds): jobs, failed, cost_usd (known costs only)
+    and unknown_cost (records whose cost is not known, or not yet), from store.workload_jobs rows.
+    A billing record that is not a job adds its cost only; a job billed with another record
+    (an IBM session's) adds no cost of its own, the record it is billed with does."""
+    out: dict[str, dict[float, dict[str, float]]] = defaultdict(dict)
+    for workload, status, finished_at, cost, cost_state, is_job in rows:
+        day = out[workload].setdefault(finished_at - finished_at % 86400,
+                                       {"jobs": 0.0, "failed": 0.0, "cost_usd": 0.0, "unknown_cost": 0.0})
+        if is_job:
+            day["jobs"] += 1
+            day["failed"] += status == "failed"
+        if cost is not None:
+            day["cost_usd"] += cost
+        elif cost_state in ("pending", "unknown"):
+            day["unknown_cost"] += 1
+    return dict(out)
+
+
+def _workloads_page(store: Store, out: Path, plt, workloads) -> Path | None:
+    totals = workload_totals(store.counters())
+    if not totals:
+        return None
+    days = workload_days(store.workload_jobs())
+    budgets = {} if workloads is None else {n: b.usd_per_day for n, b in workloads.budgets.items()}
+    objectives = {} if workloads is None else {n: o.job_success for n, o in workloads.objectives.items()
+                                                if o.job_success is not None}
+    order = sorted(totals, key=lambda w: -totals[w]["cost_usd"])
+    colors = {w: f"C{i % 10}" for i, w in enumerate(order)}
+    all_days = sorted({d for per_day in days.values() for d in per_day})
+    span = _dates([all_days[0] - 86400, all_days[-1] + 86400]) if all_days else None
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), constrained_layout=True)
+    ax = axes[0][0]
+    for w in order:
+        pts = sorted(days.get(w, {}).items())
+        if pts:
+            ax.plot(_dates([d for d, _ in pts]), [v["cost_usd"] for _, v in pts], marker="o", color=colors[w], label=w)
+        if w in budgets:
+            ax.axhline(budgets[w], color=colors[w], linestyle="--", linewidth=1, label=f"{w} budget")
+    unknown = sum(v["unknown_cost"] for d in days.values() for v in d.values())
+    ax.set_title("spend per workload per UTC day (USD)" + (f"; {unknown:.0f} jobs of cost not known (yet)" if unknown else ""))
+    if span:
+        ax.set_xlim(*span)
+    ax.legend(fontsize=7)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax = axes[0][1]
+    ax.barh(order, [totals[w]["cost_usd"] for w in order], color=[colors[w] for w in order])
+    ax.invert_yaxis()
+    ax.set_title("spend per workload, all time (USD)")
+    ax = axes[1][0]
+    for w in order:
+        pts = sorted((d, 1 - v["failed"] / v["jobs"]) for d, v in days.get(w, {}).items() if v["jobs"])
+        if pts:
+            ax.plot(_dates([d for d, _ in pts]), [r * 100 for _, r in pts], marker="o", color=colors[w], label=w)
+        if w in objectives:
+            ax.axhline(objectives[w] * 100, color=colors[w], linestyle="--", linewidth=1, label=f"{w} objective")
+    ax.set_title("job success per workload per UTC day (%)")
+    if span:
+        ax.set_xlim(*span)
+    ax.legend(fontsize=7)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax = axes[1][1]
+    success = [100 * (1 - totals[w]["failed"] / totals[w]["jobs"]) if totals[w]["jobs"] else math.nan for w in order]
+    ax.barh(order, success, color=[colors[w] for w in order])
+    for i, w in enumerate(order):
+        ax.text(0.5, i, f"{totals[w]['jobs']:.0f} jobs, {totals[w]['failed']:.0f} failed", va="center", fontsize=8)
+        if w in objectives:
+            ax.plot([objectives[w] * 100] * 2, [i - 0.4, i + 0.4], color="black", linewidth=2)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_title("job success per workload, all time (%); black: its objective" if objectives
+                 else "job success per workload, all time (%); objectives: pass --config")
+    fig.suptitle("qpu-exporter workloads: cost and success" + ("" if workloads is not None
+                 else " (budgets and objectives: pass --config)"))
+    path = out / "workloads.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def render_report(store: Store, out: Path, settings: DriftSettings, backend: tuple[str, str] | None = None,
-                  qubit: int | None = None) -> list[Path]:
+                  qubit: int | None = None, workloads=None) -> list[Path]:
+    """``workloads``: the config's workloads block, for budgets and objectives on the workloads page."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -176,4 +303,7 @@ def render_report(store: Store, out: Path, settings: DriftSettings, backend: tup
     decay = _probe_decay(store, out, plt)
     if decay is not None:
         paths.append(decay)
+    page = _workloads_page(store, out, plt, workloads)
+    if page is not None:
+        paths.append(page)
     return paths

@@ -1,7 +1,12 @@
 """APScheduler jobs: poll -> validate -> store -> view (-> renderer).
 
 One job per (backend, collector), run on a bounded thread pool, so one slow or failing
-backend never holds up the others. A failing collector backs off exponentially with
+backend never holds up the others. Every provider call is bounded by
+``schedule.poll_timeout``: a call that does not answer in time is abandoned (Python cannot
+kill a thread; it is left to finish or hang on its own), the poll fails with error kind
+``timeout`` and the next one runs on schedule. At most ``MAX_ABANDONED_CALLS`` abandoned calls
+per provider may still be running; beyond that a poll fails at once with ``timeout`` without
+starting another call, so a provider that hangs forever cannot pile up threads. A failing collector backs off exponentially with
 jitter (capped), keeps its last good data in the view, and is visible through
 ``qpu_exporter_collector_*``. Every poll logs exactly one line with its outcome.
 """
@@ -9,23 +14,26 @@ jitter (capped), keeps its last good data in the view, and is visible through
 from __future__ import annotations
 
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
+import queue
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as CallTimeout
 from dataclasses import dataclass, field, replace
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from .aggregates import job_increments
+from .aggregates import job_increments, usage_increments
 from .config import Config
 from .logs import get_logger
 from .providers.base import Provider, ProviderError
 from .quality import validate_snapshot
 from .sharding import Shard, parse_shard
-from .store import Store
+from .store import StorageError, Store
 from .view import CollectorHealth, FleetView
+from .workloads import WorkloadBook
 
 log = get_logger("qpu_exporter.poll")
 
@@ -34,6 +42,50 @@ log = get_logger("qpu_exporter.poll")
 JOBS_OVERLAP_SECONDS = 600.0
 MAX_BACKOFF_FACTOR = 8  # a failing collector retries at most every 8 intervals
 RETENTION_SECONDS = 14 * 86400.0
+MAX_ABANDONED_CALLS = 2  # per provider: hung calls still running after their poll gave up
+
+
+class CallThreads:
+    """Long-lived daemon threads that run provider calls for the poll threads, so a call can
+    be waited for with a timeout and abandoned. Threads are kept, not started per call (a
+    thread that ran qiskit's native code and exits while another builds circuits has crashed
+    the process), and are daemons, so a call that never returns cannot hold up exit. There
+    are as many as calls ever ran at once: the scheduler's pool plus the abandoned calls
+    (bounded by MAX_ABANDONED_CALLS per provider)."""
+
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads = 0
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                self._threads += 1
+                threading.Thread(target=self._run, name=f"provider-call-{self._threads}", daemon=True).start()
+        self._work.put((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting poll
+                    future.set_exception(exc)
+            with self._lock:
+                self._idle += 1
+
+    def close(self) -> None:
+        with self._lock:
+            n = self._threads
+        for _ in range(n):
+            self._work.put(None)
 
 
 @dataclass
@@ -53,6 +105,10 @@ class Poller:
     on_calibration: list[Callable] = field(default_factory=list)  # hooks, e.g. drift monitor
     intervals: dict[str, float] = field(default_factory=dict)  # collector -> poll interval
     shard: Shard | None = None  # poll only the backends of this shard (sharding.py)
+    workloads: WorkloadBook | None = None  # resolves each new job's workload (config workloads:)
+    timeout: float | None = None  # schedule.poll_timeout: bound of every provider call
+    _abandoned: dict[str, int] = field(default_factory=dict)  # provider kind -> hung calls
+    _calls: CallThreads = field(default_factory=lambda: CallThreads())
     _backoff: dict[tuple[str, str, str], _Backoff] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=random.Random)
@@ -62,7 +118,7 @@ class Poller:
         started = self.clock()
         key = (provider.kind, "", "discovery")
         try:
-            infos = provider.backends()
+            infos = self._call(provider, provider.backends)
         except Exception as exc:  # noqa: BLE001 - any provider fault is a failed poll
             self._failed(key, started, exc)
             self.view.set_provider_failed(provider.kind, _safe_message(exc))
@@ -71,12 +127,47 @@ class Poller:
             infos = [i for i in infos if self.shard.owns(i.provider, i.backend)]
         for info in infos:
             self.view.set_backend(info)
-            cached = self.store.latest_calibration(info.provider, info.backend)
+            try:
+                cached = self.store.latest_calibration(info.provider, info.backend)
+            except StorageError:
+                cached = None  # the database is away: the first poll fills the view instead
             if cached is not None:  # serve the last good data at once after a restart
                 self.view.set_calibration((info.provider, info.backend), cached)
+        # A reload may have removed backends: stop serving what the provider no longer lists.
+        self.view.retain_backends(provider.kind, {i.backend for i in infos})
         self._succeeded(key, started, {"backends": len(infos)})
         self.view.set_provider_failed(provider.kind, None)
         return [i.backend for i in infos]
+
+    def _call(self, provider: Provider, fn, *args):
+        """``fn(*args)`` bounded by ``timeout``; ProviderError('timeout') when it does not
+        answer in time (the call is abandoned) or when too many earlier calls still hang."""
+        if not self.timeout:
+            return fn(*args)
+        kind = provider.kind
+        with self._lock:
+            hung = self._abandoned.get(kind, 0)
+            if hung >= MAX_ABANDONED_CALLS:
+                raise ProviderError("timeout", f"{hung} earlier calls to the {kind} provider still have not "
+                                    "answered; not starting another")
+        future = self._calls.submit(fn, *args)
+        try:
+            return future.result(timeout=self.timeout)
+        except CallTimeout:
+            pass
+        with self._lock:
+            self._abandoned[kind] = self._abandoned.get(kind, 0) + 1
+
+        def released(_future) -> None:
+            with self._lock:
+                self._abandoned[kind] -= 1
+
+        future.add_done_callback(released)
+        raise ProviderError("timeout", f"no answer within {self.timeout:g}s (schedule.poll_timeout); call abandoned")
+
+    def close(self) -> None:
+        """Let the call threads go once idle; hung ones stay hung (they are daemons)."""
+        self._calls.close()
 
     # --- collectors -------------------------------------------------------------------------
     def poll_status(self, provider: Provider, backend: str) -> None:
@@ -93,20 +184,20 @@ class Poller:
         self._run(provider, "", "usage", self._usage)
 
     def _usage(self, provider: Provider, _backend: str) -> dict:
-        usage = provider.instance_usage()
+        usage = self._call(provider, provider.instance_usage)
         if usage is None:
             return {"usage": None}
         self.view.set_usage(provider.kind, usage)
         return {"consumed_seconds": usage.get("consumed_seconds")}
 
     def _status(self, provider: Provider, backend: str) -> dict:
-        st = provider.status(backend)
-        st = replace(st, window_open=provider.availability_window_open(backend))
+        st = self._call(provider, provider.status, backend)
+        st = replace(st, window_open=self._call(provider, provider.availability_window_open, backend))
         self.view.set_status((provider.kind, backend), st)
         return {"operational": st.operational, "pending_jobs": st.pending_jobs}
 
     def _calibration(self, provider: Provider, backend: str) -> dict:
-        raw = provider.calibration(backend)
+        raw = self._call(provider, provider.calibration, backend)
         snap, rejected = validate_snapshot(raw)
         # Memory first: a full or read-only disk must not stop the exporter serving fresh data.
         self.view.set_calibration((provider.kind, backend), snap)
@@ -123,8 +214,15 @@ class Poller:
     def _jobs(self, provider: Provider, backend: str) -> dict:
         cursor = self.store.cursor(provider.kind, backend, "jobs")
         since = None if cursor is None else cursor - JOBS_OVERLAP_SECONDS
-        jobs = provider.jobs(backend, since)
-        new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock())
+        if since is not None:
+            # Reach back to jobs still waiting for final usage and to the oldest job the last
+            # poll saw unfinished (persisted, so it holds across restarts).
+            floors = (self.store.oldest_pending_usage(provider.kind, backend),
+                      self.store.cursor(provider.kind, backend, "jobs_unfinished"))
+            since = min([since, *(f for f in floors if f is not None)])
+        jobs = self._call(provider, provider.jobs, backend, since)
+        new = self._persist("jobs", self.store.record_jobs, jobs, job_increments, self.clock(), usage_increments,
+                            self.workloads)
         if new is None:
             # Not recorded, so not counted, and the cursor stays: the next poll asks again.
             return {"jobs_seen": len(jobs), "state_write_failed": True}
@@ -132,6 +230,9 @@ class Poller:
             newest = max(j.finished_at for j in jobs)
             if cursor is None or newest > cursor:
                 self.store.set_cursor(provider.kind, backend, "jobs", newest)
+        unfinished = provider.oldest_unfinished(backend)
+        self.store.set_cursor(provider.kind, backend, "jobs_unfinished",
+                              self.clock() if unfinished is None else unfinished)
         if new:
             self.view.touch()
         return {"jobs_seen": len(jobs), "jobs_new": len(new)}
@@ -141,7 +242,7 @@ class Poller:
         log it and return None instead of failing the poll."""
         try:
             return fn(*args)
-        except sqlite3.Error as exc:
+        except StorageError as exc:
             self.store.note_write_failure()
             self.view.touch()
             log.error("state write failed; serving from memory", what=what, error=str(exc))

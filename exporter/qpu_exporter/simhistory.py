@@ -43,8 +43,8 @@ from .config import Config, SimulatedProviderConfig
 from .drift_feed import DriftFeed, monitored_values
 from .exposition import _backend_calibration_samples as backend_calibration_samples
 from .exposition import families
-from .providers.simulated import SimulatedProvider
-from .providers.simulated_truth import TrueEvent
+from .providers.simulated.provider import SimulatedProvider
+from .providers.simulated.truth import TrueEvent
 from .scheduler import Poller
 from .sharding import parse_shard
 from .store import Store

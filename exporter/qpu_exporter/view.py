@@ -84,6 +84,27 @@ class FleetView:
             self._usage[provider] = usage
             self._changed()
 
+    def retain_providers(self, kinds: set[str]) -> None:
+        """Forget every backend of a provider no longer configured (after a reload)."""
+        self._retain(lambda provider, backend: provider in kinds)
+        with self._cond:
+            for kind in [k for k in self._providers_failed if k not in kinds]:
+                del self._providers_failed[kind]
+            for kind in [k for k in self._usage if k not in kinds]:
+                del self._usage[kind]
+            self._changed()
+
+    def retain_backends(self, provider: str, backends: set[str]) -> None:
+        """Forget the provider's backends it no longer lists (discovery after a reload)."""
+        self._retain(lambda p, b: p != provider or b in backends or b == "")
+
+    def _retain(self, keep) -> None:
+        with self._cond:
+            for table in (self._backends, self._status, self._calibration, self._health):
+                for key in [k for k in table if not keep(k[0], k[1])]:
+                    del table[key]
+            self._changed()
+
     def touch(self) -> None:
         """Something outside the view (persisted counters) changed."""
         with self._cond:

@@ -3,7 +3,7 @@
 Huber's "proposal 2" joint M-estimate of location and scale: standardized warm-up values are
 clipped at +-HUBER_C and mu, sigma iterated until the clipped residuals have mean 0 and the
 variance a clipped N(0,1) would have. Unlike MAD alone it estimates the standard deviation
-(statistics.md 2.4: MAD under heavy tails tripled the false alarms), yet one outlier moves
+(in our simulations MAD under heavy tails tripled the false alarms), yet one outlier moves
 sigma by at most ~HUBER_C^2/n in variance. The lag-1 autocorrelation is estimated on the same
 clipped residuals, so an outlier cannot fake or hide correlation either.
 """
@@ -59,5 +59,5 @@ def design_phi(phi: float, n: int) -> float:
     """The autocorrelation the limits are widened for: the bias-corrected estimate minus one
     standard error (1/sqrt(n)), so iid series are not widened for sampling noise (which cost
     a sample of delay in the benchmark) while a real phi = 0.5 still is (and the AR(1)
-    widening is conservative anyway, statistics.md 2.5)."""
+    widening is conservative anyway, docs/drift.md)."""
     return max(0.0, phi - 1.0 / math.sqrt(n))

@@ -8,7 +8,8 @@ cached, so designing limits for thousands of series costs one dictionary lookup 
   Nystrom; two-sided ARL from 1/ARL = 1/ARL+ + 1/ARL- (Lucas & Crosier 1982).
 - EWMA (Roberts 1959) with asymptotic limits: Brook-Evans Markov chain on the statistic.
 
-Both reproduce the published tables quoted in /work/shared/reference/statistics.md section 2.2
+Both reproduce the published tables (Lucas & Saccucci, Technometrics 32, 1 (1990) for the EWMA;
+the standard k = 0.5 CUSUM table in Montgomery, Introduction to Statistical Quality Control)
 (checked in tests/test_drift_design.py).
 """
 
@@ -127,7 +128,8 @@ def ewma_limit(arl0: float, lam: float) -> float:
 # ------------------------------------------------------------------ autocorrelation widening
 def ewma_ar1_sd_factor(lam: float, phi: float) -> float:
     """Ratio of the EWMA's asymptotic sd under a stationary AR(1) with lag-1 correlation phi to
-    its iid value (statistics.md 2.5): sqrt((1 + phi(1-lam)) / (1 - phi(1-lam)))."""
+    its iid value (the EWMA of an AR(1) series; VanBrackle & Reynolds, Commun. Stat. Simul. 26, 979
+    (1997)): sqrt((1 + phi(1-lam)) / (1 - phi(1-lam)))."""
     r = phi * (1.0 - lam)
     return math.sqrt((1.0 + r) / (1.0 - r))
 
@@ -159,8 +161,8 @@ _GH_SCALE = np.polynomial.hermite_e.hermegauss(7)
 
 
 def _siegmund_two_sided(k: float, h: float, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Siegmund's two-sided CUSUM ARL for x ~ N(shift, scale^2), vectorised (statistics.md 2.1:
-    within 1% of the integral equation at ARL0)."""
+    """Siegmund's two-sided CUSUM ARL for x ~ N(shift, scale^2), vectorised (Siegmund,
+    Sequential Analysis, 1985; within 1% of the integral equation at ARL0)."""
     b = (h + 1.166 * scale) / scale  # the correction term is in units of the noise sd
 
     def one(delta: np.ndarray) -> np.ndarray:
@@ -202,8 +204,9 @@ def estimation_adjusted_arl0(arl0: float, k: float, warmup: int, phi: float = 0.
     an *average* false-alarm rate of 1/arl0.
 
     Computed for the CUSUM with reference k (Siegmund's formula keeps it instant) and used for
-    both charts: their conditional ARL0 spreads under estimation are alike (statistics.md 2.4,
-    n = 100: p10/p50/p90 173/383/752 for EWMA, 183/421/930 for CUSUM)."""
+    both charts: their conditional ARL0 spreads under estimation are alike (our computation at
+    n = 100: p10/p50/p90 173/383/752 for EWMA, 183/421/930 for CUSUM; Jensen et al., J. Quality
+    Technology 38, 349 (2006) review the effect)."""
     if arl0 >= MAX_DESIGN_ARL0:
         return float(arl0)
     ratio_at_known = 1.0 / (_siegmund_two_sided(k, cusum_h(arl0, k), np.zeros(1), np.ones(1))[0] / arl0)
@@ -249,11 +252,11 @@ def design_chart(
 
     phi: lag-1 autocorrelation estimated in warm-up (quantized here). For phi > 0 the limits
     are widened by the sd ratio of the statistic under AR(1), which is conservative
-    (statistics.md 2.5: EWMA ARL0 750 instead of 500 at phi = 0.5).
+    (by our Markov-chain computation: EWMA ARL0 ~750 instead of 500 at phi = 0.5).
     warmup: number of samples the in-control mean and sd were estimated from; 0 means known
     parameters. With estimates the limits are raised so that the average false-alarm rate,
-    over the randomness of the warm-up, is 1/arl0 (statistics.md 2.4 shows the uncorrected
-    rate is 1.7x nominal at n = 100)."""
+    over the randomness of the warm-up, is 1/arl0 (uncorrected, it is 1.7x nominal at n = 100 by
+    our computation; Jensen et al. 2006 review the effect)."""
     phi = quantize_phi(phi)
     design_arl0 = estimation_adjusted_arl0(arl0, cusum_k, warmup, phi) if warmup > 0 else arl0
     lim = ewma_limit(design_arl0, ewma_lambda)

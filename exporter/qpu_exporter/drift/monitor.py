@@ -39,7 +39,7 @@ DEFAULT_ARL0 = 600_000.0
 DEFAULT_WARMUP = 100
 # lambda = 0.2: the CUSUM (k = 0.5) is already near-optimal for 1-sigma shifts; EWMA 0.2
 # complements it on 2-3 sigma shifts (TLS dips) while matching it at 1 sigma (ARL1 10.5 vs
-# 10.4 at ARL0 500, statistics.md 2.2).
+# 10.4 at ARL0 500; Lucas & Saccucci, Technometrics 32, 1 (1990)).
 DEFAULT_EWMA_LAMBDA = 0.2
 DEFAULT_CUSUM_K = 0.5
 

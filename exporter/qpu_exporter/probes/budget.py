@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..model import CalibrationSnapshot
-from ..providers.prices import PriceTable
+from ..providers.base import Provider
 from ..store import Store
 
 WINDOW_SECONDS = 86400.0
-# IBM bills QPU time: shots x (repetition delay + circuit duration + readout). 250 us is the
-# default repetition delay of IBM Eagle/Heron devices.
+# QPU time of a probe: shots x (repetition delay + circuit duration + readout) (how IBM
+# measures a job's quantum time). 250 us is the default repetition delay of IBM Eagle/Heron
+# devices.
 REP_DELAY_SECONDS = 250e-6
 DEFAULT_READOUT_SECONDS = 1.5e-6
 DEFAULT_1Q_SECONDS, DEFAULT_2Q_SECONDS = 36e-9, 600e-9
@@ -68,17 +69,11 @@ def estimate_usage_seconds(design, clifford_s: float, readout_s: float, extra_ci
     return shot_time
 
 
-def probe_cost_usd(provider: str, backend: str, usage_seconds: float, shots_per_circuit: Sequence[int],
-                   prices: PriceTable) -> float:
-    """List price of a probe. Simulated probes are priced as if run on the corresponding IBM
-    device (per QPU second), so the USD cap is exercised; Braket bills per task and shot."""
-    if provider == "braket":
-        total = 0.0
-        for shots in shots_per_circuit:
-            total += prices.braket_task_cost(backend, shots, True) or 0.0
-        return total
-    rate = prices.ibm_per_qpu_second_usd or 0.0
-    return usage_seconds * rate
+def probe_cost_usd(provider: Provider, backend: str, usage_seconds: float,
+                   shots_per_circuit: Sequence[int]) -> float | None:
+    """List price of a probe, asked of its provider (each prices its own way: per QPU second,
+    per task and shot, ...). None: the price cannot be known, so the probe is not run."""
+    return provider.probe_cost_usd(backend, usage_seconds, shots_per_circuit)
 
 
 class ProbeBudget:

@@ -1,8 +1,9 @@
 """``qpu-exporter probe`` and ``qpu-exporter check``: run probes now, from the command line.
 
-They share the running exporter's state file (``state_path``): the same budget ledger, the same
+They share the running exporter's state (``state_path`` or ``state_url``): the same budget ledger, the same
 per-backend lease (a CLI probe and a scheduled one never overlap) and the same probe records.
-They do not touch the exporter's counters (the exporter caches those in memory).
+They do not move the probe counters, which count the exporters' scheduled probes (their results
+are published by the running exporters, which follow the shared records).
 Exit codes: probe 0 = every probe succeeded, 1 = a probe failed or was skipped; check 0 = EPC at
 or below --max-epc, 1 = above it or not measurable; both 2 = bad arguments or config.
 """
@@ -70,7 +71,7 @@ def _setup(args):
     from ..store import Store
 
     config = load_config(args.config)
-    store = Store(config.state_path)
+    store = Store.from_config(config)
     origin = float(store.meta_default("simulation_origin", repr(time.time())))
     providers = build_providers(config, origin=origin)
     return config, store, providers
@@ -92,6 +93,7 @@ def _find_backend(providers, backend: str, provider_kind: str | None):
 def run_probes(args) -> tuple[list, object]:
     """Probe ``args.backend`` now; returns (outcomes, store). Raises UsageError."""
     from ..config import ConfigError
+    from ..providers.base import ProviderSetupError
     from ..store import StateError
     from .runner import ProbeRunner
     from .targets import targets_for
@@ -101,7 +103,7 @@ def run_probes(args) -> tuple[list, object]:
         raise UsageError("--interleaved needs --qubits")
     try:
         config, store, providers = _setup(args)
-    except (ConfigError, StateError) as exc:
+    except (ConfigError, StateError, ProviderSetupError) as exc:
         raise UsageError(str(exc)) from None
     provider = _find_backend(providers, args.backend, getattr(args, "provider", None))
     snap = provider.calibration(args.backend)

@@ -16,8 +16,18 @@ from ..catalog import SPECS
 from .agreement import IDEAL_BELL, distribution, hellinger_fidelity
 
 BackendKey = tuple[str, str]
-SKIP_REASONS = ("budget", "backend_down", "busy")
+SKIP_REASONS = ("budget", "backend_down", "busy", "unpriced")
 COUNTERS = ("qpu_probe_runs_total", "qpu_probe_failures_total", "qpu_probe_shots_total")
+
+
+def drift_samples(qubits: str, result: dict) -> list[tuple[str, float]]:
+    """The drift series a successful probe's result feeds: its EPC, and its interleaved gate
+    error when it has one (one sample each per probe)."""
+    out = [(f"probe_epc:{qubits}", result["epc"])]
+    inter = result.get("interleaved")
+    if inter:
+        out.append((f"probe_gate_error:{inter['gate']}:{qubits}", inter["gate_error"]))
+    return out
 
 
 def _gauge(name: str) -> GaugeMetricFamily:

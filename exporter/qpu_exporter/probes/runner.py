@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from ..logs import get_logger
 from ..model import BackendStatus, CalibrationSnapshot
 from ..providers.base import Provider, ProviderError
-from ..providers.prices import PriceTable, load_price_table
 from ..store import Store, snapshot_from_dict, snapshot_to_dict
 from .budget import ProbeBudget, clifford_seconds, estimate_usage_seconds, probe_cost_usd, readout_seconds
-from .feed import COUNTERS, SKIP_REASONS, ProbeFeed
+from .feed import COUNTERS, SKIP_REASONS, ProbeFeed, drift_samples
 from .targets import ProbeTarget, basis_gates_of, check_target, targets_for
 
 log = get_logger("qpu_exporter.probe")
@@ -93,7 +92,6 @@ class ProbeRunner:
         feed: ProbeFeed | None = None,
         on_probe_value: Callable[[str, str, str, float, float], None] | None = None,
         on_change: Callable[[], None] | None = None,
-        prices: PriceTable | None = None,
         new_seed: Callable[[], int] = lambda: secrets.randbits(62),  # recorded; tests fix it
         count: bool = True,
     ):
@@ -108,12 +106,12 @@ class ProbeRunner:
         self.feed = feed or ProbeFeed()
         self.on_probe_value = on_probe_value
         self.on_change = on_change or (lambda: None)
-        self.prices = prices or load_price_table()
-        # The CLI shares the ledger and records but not the counters: the exporter keeps
-        # counter totals in memory and would overwrite another process's increments.
+        # The CLI shares the ledger and records but does not count: the probe counters count
+        # the exporters' probes (the records of CLI probes are still published by them).
         self.count = count
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._intervals: dict[tuple[str, str], float] = {}  # scheduled probe interval per backend
         self._locks_guard = threading.Lock()
         # Long-lived worker threads, never one thread per probe: a thread that used qiskit's
         # native circuit code and exits while another thread builds circuits crashed the
@@ -162,6 +160,7 @@ class ProbeRunner:
         early: the next probe comes one interval after the last one started, so a crash loop
         cannot spend the budget faster than the schedule."""
         self.register_backend(provider.kind, backend)
+        self._intervals[(provider.kind, backend)] = interval
         last = self.store.last_probe_started(provider.kind, backend)
         soon = self.clock() + self.cfg.start_delay
         return soon if last is None else max(soon, last + interval)
@@ -185,7 +184,10 @@ class ProbeRunner:
     def _tick(self, provider: Provider, backend: str) -> None:
         try:
             if not self._stop.is_set():
-                self.probe_backend(provider, backend, self.cfg.targets_per_tick)
+                interval = self._intervals.get((provider.kind, backend))
+                # Replicas on one database tick for the same backend; the first one probes.
+                served = None if interval is None else self.clock() - interval / 2
+                self.probe_backend(provider, backend, self.cfg.targets_per_tick, served_since=served)
         except Exception:  # noqa: BLE001 - a probe bug must not kill the scheduler
             log.exception("probe tick crashed", provider=provider.kind, backend=backend)
 
@@ -209,8 +211,12 @@ class ProbeRunner:
 
     # --- probing -----------------------------------------------------------------------------
     def probe_backend(self, provider: Provider, backend: str, n_targets: int = 1,
-                      targets: list[ProbeTarget] | None = None, progress: Progress | None = None) -> list[ProbeOutcome]:
-        """Probe ``targets`` (default: the next n_targets in rotation) holding the backend."""
+                      targets: list[ProbeTarget] | None = None, progress: Progress | None = None,
+                      served_since: float | None = None) -> list[ProbeOutcome]:
+        """Probe ``targets`` (default: the next n_targets in rotation) holding the backend.
+        ``served_since`` marks a scheduled tick: it does nothing, and counts no skip, when
+        another process (a replica on the same database, a CLI probe) holds the backend or
+        started a probe of it after ``served_since``: that process serves the tick."""
         kind = provider.kind
         lock = self._lock_of(kind, backend)
         if not lock.acquire(blocking=False):
@@ -218,9 +224,16 @@ class ProbeRunner:
             return []
         try:
             if not self._hold_lease(provider, backend):
+                if served_since is not None:  # a scheduled tick: the other process serves it
+                    log.debug("probe tick served by another process", provider=kind, backend=backend)
+                    return []
                 self.skipped(kind, backend, "busy", detail="another_process")
                 return []
             try:
+                last = self.store.last_probe_started(kind, backend) if served_since is not None else None
+                if last is not None and last > served_since:
+                    log.debug("probe tick already served", provider=kind, backend=backend, started_at=last)
+                    return []
                 status = self.status_of(provider, backend)
                 if status is not None and not status.operational:
                     self.skipped(kind, backend, "backend_down", status=status.status_message)
@@ -285,7 +298,10 @@ class ProbeRunner:
         usage = estimate_usage_seconds(design, cliff_s, readout_seconds(snap, target.qubits), agreement_shots)
         per_circuit = [design["shots"]] * design["num_circuits"] + ([agreement_shots] if agreement_shots else [])
         shots = sum(per_circuit)
-        usd = probe_cost_usd(kind, backend, usage, per_circuit, self.prices)
+        usd = probe_cost_usd(provider, backend, usage, per_circuit)
+        if usd is None:  # an unknown price: the USD caps could not hold, so nothing is spent
+            self.skipped(kind, backend, "unpriced", qubits=target.qubits_label, shots=shots)
+            return ProbeOutcome(target, "skipped", "unpriced: the provider cannot price this probe", design=design)
         record.update(estimated_usage_seconds=usage, shots=shots, cost_usd=usd)
 
         # Pay before generating anything: an exhausted budget costs no CPU.
@@ -387,10 +403,8 @@ class ProbeRunner:
             self.feed.on_result(kind, backend, target.qubits_label, finished, result,
                                 (record.get("agreement") or {}).get("counts"))
             if self.on_probe_value:
-                self.on_probe_value(kind, backend, f"probe_epc:{target.qubits_label}", result["epc"], finished)
-                if inter:
-                    self.on_probe_value(kind, backend, f"probe_gate_error:{inter['gate']}:{target.qubits_label}",
-                                        inter["gate_error"], finished)
+                for series, value in drift_samples(target.qubits_label, result):
+                    self.on_probe_value(kind, backend, series, value, finished)
             log.info("probe succeeded", provider=kind, backend=backend, qubits=target.qubits_label,
                      epc=float(f"{out.epc:.3g}"), epc_stderr=float(f"{out.epc_stderr:.2g}"), shots=shots,
                      usd=round(usd, 2), attempts=attempts, duration_seconds=round(seconds, 2), run_id=run_id)

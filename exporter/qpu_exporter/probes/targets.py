@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from ..model import ONE_QUBIT_RB_FIGURES, CalibrationSnapshot
 
 ONE_QUBIT_BASIS = ("sx", "x")
-# Braket reports one randomized-benchmarking figure per qubit (ONE_QUBIT_RB_FIGURES) instead
-# of per-gate errors. Its provider translates sx/x circuits to the device's native pulses
-# (docs/providers.md), so a qubit with such a figure is probed like one with an sx calibration.
+# Braket reports one randomized-benchmarking figure per qubit (a reported EPC,
+# ONE_QUBIT_RB_FIGURES) instead of per-gate errors. Its provider translates sx/x circuits to
+# the device's native pulses (docs/providers.md), so a qubit with such a figure is probed like
+# one with an sx calibration.
 TWO_QUBIT_GATES = ("ecr", "cz", "cx")
 # Qubit data a probe's design and noise model need; a qubit without it is not auto-probed.
 REQUIRED_QUBIT_VALUES = ("t1", "t2", "readout_error")
@@ -55,10 +56,13 @@ def _good_qubits(snap: CalibrationSnapshot) -> list[int]:
 
 
 def native_pairs(snap: CalibrationSnapshot) -> list[tuple[float, tuple[int, int]]]:
-    """(error, (control, target)) of every operational 2q gate between good qubits, best first.
-    Symmetric gates (cz) listed in both directions are kept once, lower index first."""
+    """(error, (control, target)) of every operational 2q gate between good qubits, best first,
+    in a direction the device publishes the gate in (IQM keys its edges high-low, e.g. 10-5,
+    and offers cz only that way). A gate published in both directions is kept once, lower
+    index first."""
     gate = two_qubit_gate_of(snap)
     good = set(_good_qubits(snap))
+    published = {tuple(g.qubits) for g in snap.gates if g.gate == gate and len(g.qubits) == 2 and g.operational}
     seen: dict[frozenset, tuple[float, tuple[int, int]]] = {}
     for g in snap.gates:
         if g.gate != gate or len(g.qubits) != 2 or not g.operational or g.error is None:
@@ -67,7 +71,7 @@ def native_pairs(snap: CalibrationSnapshot) -> list[tuple[float, tuple[int, int]
             continue
         key = frozenset(g.qubits)
         pair = tuple(g.qubits)
-        if gate == "cz":
+        if tuple(sorted(pair)) in published:
             pair = tuple(sorted(pair))
         if key not in seen or g.error.value < seen[key][0]:
             seen[key] = (g.error.value, pair)

@@ -4,6 +4,10 @@ A provider turns one vendor's API (or the embedded simulation) into the records 
 ``qpu_exporter.model``. It knows nothing of storage, statistics or exposition. Calls may
 block on the network; the scheduler runs them on worker threads with bounded concurrency,
 one backend at a time per call, so one slow or broken backend never holds up the others.
+
+Each provider lives in its own package (``providers/<kind>/``) with its config model,
+discovery, pricing and error classes, and registers itself in ``registry``; generic code
+(config, scheduler, budget, exposition) only ever talks to this interface.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ class ProviderError(Exception):
         super().__init__(message)
         self.kind = kind
         self.retry_after = retry_after  # seconds the provider asked us to wait (HTTP 429)
+
+
+class ProviderSetupError(Exception):
+    """A provider cannot start with its config (e.g. an unreadable price table): one line
+    naming the file or key; the CLI exits 2 with it."""
 
 
 class Provider(abc.ABC):
@@ -52,6 +61,20 @@ class Provider(abc.ABC):
         """Whether the backend is inside its provider's availability window now (from data
         the last status poll fetched; no request). Providers without windows: always."""
         return True
+
+    def oldest_unfinished(self, backend: str) -> float | None:
+        """Creation time (Unix seconds) of the oldest job the last ``jobs`` call saw still
+        queued or running, None when there was none. The scheduler persists it and lists
+        jobs from there after a restart, so a job queued since before the restart is still
+        recorded when it finishes."""
+        return None
+
+    def probe_cost_usd(self, backend: str, usage_seconds: float, shots_per_circuit: Sequence[int]) -> float | None:
+        """What running probe circuits would cost (USD) at this provider's prices: one
+        circuit per entry of ``shots_per_circuit``, ``usage_seconds`` the estimated billed QPU
+        time of them all. None when the price cannot be known (the budget then refuses to
+        spend: a cap it cannot check is no cap)."""
+        return None
 
     def instance_usage(self) -> dict | None:
         """The account's QPU-time allowance ({consumed_seconds, limit_seconds,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ..config import Config, SimulatedProviderConfig
+from ..config import Config
 from ..model import BackendInfo, BackendStatus, CalibrationSnapshot, JobRecord
+from . import registry
 from .base import Provider, ProviderError
 
 
@@ -35,26 +36,16 @@ class UnavailableProvider(Provider):
 
 
 def build_providers(config: Config, origin: float, clock: Callable[[], float] = time.time) -> list[Provider]:
-    from .simulated import SimulatedProvider
-
+    """One provider per config entry, built by the provider's own package (the registry).
+    Construction does no network I/O (network providers connect on their first poll)."""
     out: list[Provider] = []
     for p in config.providers:
-        if isinstance(p, SimulatedProviderConfig):
-            out.append(SimulatedProvider(p, origin=origin, clock=clock, measurement_interval=p.measurement_interval))
+        spec = registry.provider_spec(p.kind)
+        if spec is None:  # the config was validated against a provider since unregistered
+            out.append(UnavailableProvider(p.kind, f"the {p.kind} provider is not registered in this process"))
             continue
-        # Imported only when configured: the simulated fleet never loads boto3 or the
-        # runtime service. Construction does no network I/O (both connect on first poll).
         try:
-            if p.kind == "ibm":
-                from .ibm import IbmProvider
-
-                out.append(IbmProvider(p, clock=clock))
-            elif p.kind == "braket":
-                from .braket import BraketProvider
-
-                out.append(BraketProvider(p, clock=clock))
-            else:
-                out.append(UnavailableProvider(p.kind, f"the {p.kind} provider is not implemented in this version"))
+            out.append(spec.build(p, origin=origin, clock=clock))
         except ImportError as exc:
             out.append(UnavailableProvider(p.kind, f"the {p.kind} provider needs {exc.name}, which is not installed"))
     return out

@@ -1,6 +1,7 @@
 """Choose RB lengths, sequences per length and shots for a target precision within a budget.
 
-Pure numerics (numpy only). The rule (statistics.md §1.3-1.4):
+Pure numerics (numpy only). The rule (derived from the Cramér-Rao bound of the decay fit;
+docs/rb.md and benchmarks/rb_accuracy.py):
 - Lengths scale with 1/(1-p) of the *expected* decay (from the current calibration): then the
   relative precision of EPC does not depend on the error rate. The template
   m(1-p) in {~0 (m=1), 0.3, 0.7, 1.2, 2.5, 5} with sequence weights {1, 1.5, 2, 2, 1.5, 2}

@@ -10,7 +10,7 @@ mean survival has variance ``[Pbar(1-Pbar) h + tau^2 (1-h)] / K`` (h = mean of 1
 K = sequences at that length, tau^2 = variance of the true survival between sequences). We fit the
 means by weighted least squares with that *model-based* variance rather than the raw per-length
 sample variance: sample variances from K ~ 10 sequences are noisy, and using them as weights is
-what makes qiskit-experiments' default error bars under-cover (statistics.md §1.3). tau^2 is not
+what makes qiskit-experiments' default error bars under-cover (docs/rb.md). tau^2 is not
 assumed zero: it is estimated by the method of moments from the per-length sample variances,
 pooled over lengths through a one-parameter shape ``tau_m^2 = kappa * (A (1 - p^m))^2`` (between-
 sequence spread grows with the amount of decay: ~m*r for coherent errors, saturating once the

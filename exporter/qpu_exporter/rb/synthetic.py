@@ -3,7 +3,7 @@
 Two generators:
 - ``depolarizing_survival``: the exact per-sequence survival under a depolarizing channel after
   every Clifford (including the inverse): P(m) = (1 + (d-1) p^(m+1))/d, identical for every
-  sequence (statistics.md §1.1), then readout assignment error.
+  sequence (Magesan, Gambetta, Emerson, PRL 106, 180504 (2011)), then readout assignment error.
 - ``BlochRB``: a one-qubit Bloch-vector simulator over the 24 Clifford rotations with a
   gate-independent noise map after every Clifford (coherent over-rotation or amplitude damping).
   Mean decay is exactly A p^m + B with the channel's p, but sequences differ, which is what tests
