@@ -39,10 +39,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import __version__
-from .config import Config, SimulatedProviderConfig
+from .config import Config
 from .drift_feed import DriftFeed, monitored_values
 from .exposition import _backend_calibration_samples as backend_calibration_samples
-from .exposition import families
+from .exposition import families, workload_config_families
+from .providers.simulated.config import SimulatedProviderConfig
 from .providers.simulated.provider import SimulatedProvider
 from .providers.simulated.truth import TrueEvent
 from .scheduler import Poller
@@ -50,6 +51,7 @@ from .sharding import parse_shard
 from .store import Store
 from .textformat import escape_label_value, format_value
 from .view import FleetView
+from .workloads import WorkloadBook
 
 LOOKBACK_SECONDS = 300.0  # Prometheus' default: how far back an instant query finds a sample
 COLLECTORS = ("status", "calibration", "jobs")  # in the order polls due at one instant run
@@ -231,7 +233,12 @@ def generate(plan: HistoryPlan, sink: Callable[[float, list[str]], None]) -> lis
     try:
         drift = DriftFeed(cfg.drift.settings(), store)
         view = FleetView()
-        poller = Poller(providers, store, view, clock=clock, on_calibration=[drift.on_calibration, on_calibration])
+        # A workloads: block (the no-config demo has one) resolves each job's workload as serve does.
+        wl = cfg.workloads
+        book = None if wl is None else WorkloadBook(wl.tag, wl.max, [], wl.configured())
+        poller = Poller(providers, store, view, clock=clock, on_calibration=[drift.on_calibration, on_calibration],
+                        workloads=book)
+        workload_families = [] if wl is None else workload_config_families(wl)
         sch = cfg.schedule
         interval = {"status": sch.jobs_interval, "jobs": sch.jobs_interval, "calibration": sch.calibration_interval}
         poller.intervals = dict(interval)
@@ -271,7 +278,8 @@ def generate(plan: HistoryPlan, sink: Callable[[float, list[str]], None]) -> lis
             v = view.copy()
             v.calibration = {}  # calibration-fed families come from on_calibration
             for fam in families(v, store.counters(), version=__version__, revision="simulated",
-                                daily_budget_usd=cfg.cost.daily_budget_usd):
+                                daily_budget_usd=cfg.cost.daily_budget_usd, extra=workload_families,
+                                workloads=wl is not None):
                 lines.render(fam.samples, dense)
             out += [line + ts for line in dense]
             if drift_changed[0]:
