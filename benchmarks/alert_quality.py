@@ -43,6 +43,7 @@ DAY, HOUR = 86400.0, 3600.0
 # backend, the same as the demo fleet's.
 FLEET = ("fake_lagos", "fake_perth", "fake_guadalupe")
 SEED = 7
+WORKLOAD_TAGS = ("chem", "finance", "ml")  # the demo fleet's teams (providers/simulated/workloads.py)
 # The fleet spends ~$8,000 a simulated day per backend (12 jobs an hour, ~17 QPU seconds each
 # at $1.60); the budget is three times the fleet's spend, as a team would set it.
 DAILY_BUDGET_USD = 75_000.0
@@ -122,14 +123,28 @@ def incident_plan(offset: float, days: float, seed: int = SEED) -> list[dict]:
     return out
 
 
+def workload_budgets() -> dict:
+    """Per-workload daily budgets, three times each workload's expected spend on FLEET, as a
+    team would set them."""
+    from qpu_exporter.providers.simulated.provider import JOBS_PER_HOUR, expected_cost_per_job_usd
+    from qpu_exporter.providers.simulated.workloads import UNTAGGED_SHARE, profile
+
+    tags = list(WORKLOAD_TAGS)
+    jobs_per_day = JOBS_PER_HOUR * 24 * len(FLEET) * (1 - UNTAGGED_SHARE) / len(tags)
+    return {t: {"usd_per_day": round(3 * jobs_per_day * expected_cost_per_job_usd(profile(tags, t).execution))}
+            for t in tags}
+
+
 def exporter_config(scenario: Scenario, warmup: float, lead_in: float, days: float) -> Config:
     provider = {"kind": "simulated", "backends": list(FLEET), "seed": SEED, "speedup": 1.0,
-                "dynamics": scenario.dynamics}
+                "dynamics": scenario.dynamics, "workload_tags": list(WORKLOAD_TAGS)}
     if scenario.incidents:
         provider["incidents"] = incident_plan(warmup + lead_in, days)
-    # Production schedule (calibration every 5m, status and jobs every 1m) and drift defaults.
+    # Production schedule (calibration every 5m, status and jobs every 1m) and drift defaults;
+    # the demo's workloads, so the per-workload alerts are scored too.
     return Config.model_validate({"providers": [provider], "cost": {"daily_budget_usd": DAILY_BUDGET_USD},
-                                  "probes": {"enabled": False}})
+                                  "probes": {"enabled": False},
+                                  "workloads": {"tag": "team", "max": 50, "budgets": workload_budgets()}})
 
 
 # --- tables --------------------------------------------------------------------------------------

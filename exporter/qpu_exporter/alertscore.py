@@ -97,6 +97,16 @@ ALERTS: dict[str, AlertSpec] = {
         note="a ratio over a window: detection takes window x threshold / failure rate; "
              "the budget a burst burned stays in the long window"),
     "QPUJobQueueTimeHigh": AlertSpec(frozenset({"queue_swing", "queue_spike"}), hold=6 * HOUR, step=False),
+    # Per-workload alerts sum a workload's jobs over the backends, and the simulation's events
+    # are per backend: a burst or a queue swing on any backend explains them (every workload
+    # has jobs on every backend). The truth has no per-workload event, so no recall.
+    "QPUWorkloadErrorBudgetBurn": AlertSpec(
+        frozenset({"failure_burst", "job_failures"}), target="fleet", hold=6 * HOUR, step=False,
+        window_label="long_window", note="no per-workload events in the truth: precision only"),
+    "QPUWorkloadQueueTimeHigh": AlertSpec(frozenset({"queue_swing", "queue_spike"}), target="fleet",
+                                          hold=6 * HOUR, step=False),
+    "QPUWorkloadCostBudgetBurn": AlertSpec(frozenset(), target="fleet", note="the simulator has no spend surges"),
+    "QPUJobCostUnknown": AlertSpec(frozenset(), note="every simulated job is priced"),
     "QPUCostBudgetBurn": AlertSpec(frozenset(), target="fleet", note="the simulator has no spend surges"),
     "QPUCollectorFailing": AlertSpec(frozenset(), note="offline history has no exporter faults"),
     "QPUExporterDataStale": AlertSpec(frozenset(), note="offline history has no exporter faults"),
@@ -104,8 +114,9 @@ ALERTS: dict[str, AlertSpec] = {
     "QPUExporterAbsent": AlertSpec(frozenset(), note="offline history has no exporter faults"),
 }
 # Not scored: Watchdog fires by design; probe alerts need RB probes, which offline history
-# does not run.
-UNSCORED = ("Watchdog", "QPUProbe")
+# does not run; run fidelity comes from users' own instrumented runs (qpu_client_*), which
+# the simulated fleet does not make.
+UNSCORED = ("Watchdog", "QPUProbe", "QPUWorkloadFidelityBelowObjective")
 
 
 def _gate_qubits(labels: dict[str, str]) -> set[int]:
