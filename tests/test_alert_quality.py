@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, http_get, require_binary, run_cli, wait_until
+from conftest import REPO, http_get, require_binary, wait_until
 from qpu_exporter.alertreplay import Episode, Rule, episodes_from_points, load_rules, read_by_alerts, replay
 from qpu_exporter.alertscore import derived_events, explain, score
+from qpu_exporter.cli import main as cli_main
 from qpu_exporter.config import Config, load_config
 from qpu_exporter.providers.simulated.config import SimulatedProviderConfig
 from qpu_exporter.providers.simulated.provider import JOB_FAIL_P, SimulatedProvider
@@ -161,14 +162,15 @@ def test_history_plan_refuses_what_it_cannot_simulate():
     assert not sel.matches("qpu_gate_error_ratio", {"qubits": "3_4", "gate": "cx"})
 
 
-def test_simulate_history_cli_writes_openmetrics_and_events(tmp_path):
+def test_simulate_history_cli_writes_openmetrics_and_events(tmp_path, capsys):
+    """In-process (the console script is the same main): two interpreter start-ups saved."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text("providers: [{kind: simulated, backends: [fake_lagos], speedup: 60,"
                    " incidents: [{backend: fake_lagos, kind: offline, at: 2h, duration: 1h}]}]\n")
     out, events = tmp_path / "h.om", tmp_path / "e.jsonl"
-    done = run_cli("simulate-history", "--config", str(cfg), "--duration", "5m", "--start", "2026-01-01T00:00:00Z",
-                   "--scrape-interval", "30s", "--select", "qpu_backend_up", "--out", str(out), "--events", str(events))
-    assert done.returncode == 0, done.stderr
+    code = cli_main(["simulate-history", "--config", str(cfg), "--duration", "5m", "--start", "2026-01-01T00:00:00Z",
+                     "--scrape-interval", "30s", "--select", "qpu_backend_up", "--out", str(out), "--events", str(events)])
+    assert code == 0, capsys.readouterr().err
     lines = out.read_text().splitlines()
     assert lines[-1] == "# EOF"
     ups = [ln for ln in lines if ln.startswith("qpu_backend_up{")]
@@ -178,8 +180,10 @@ def test_simulate_history_cli_writes_openmetrics_and_events(tmp_path):
     assert [t for t, v in sorted(values.items()) if v == 0] == [120.0, 150.0]
     (ev,) = [e for e in read_jsonl(events) if e.source == "injected"]
     assert (ev.kind, ev.start, ev.end) == ("offline", ORIGIN + 120, ORIGIN + 180)
-    bad = run_cli("simulate-history", "--duration", "5m", "--scrape-interval", "6m")
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "scrape interval" in bad.stderr
+    capsys.readouterr()
+    code = cli_main(["simulate-history", "--duration", "5m", "--scrape-interval", "6m"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "scrape interval" in err, err
 
 
 # --- the production rules in the real Prometheus ------------------------------------------------------------
@@ -266,9 +270,8 @@ def test_live_demo_fleet_with_production_rules_has_no_page(start_exporter, start
     assert prom.query('ALERTS{alertname=~"QPUCostBudgetBurn|QPUJobErrorBudgetBurn"}') == []
 
 
-def test_incident_example_is_a_valid_config_whose_incidents_outlast_the_page_rules():
-    done = run_cli("check-config", str(REPO / "deploy/examples/simulated-incident.yaml"))
-    assert done.returncode == 0, done.stderr
+def test_incident_example_is_a_valid_config_whose_incidents_outlast_the_page_rules(capsys):
+    assert cli_main(["check-config", str(REPO / "deploy/examples/simulated-incident.yaml")]) == 0, capsys.readouterr()
     cfg = load_config(REPO / "deploy/examples/simulated-incident.yaml")
     (sim,) = cfg.providers
     for inc in sim.incidents:  # wall-clock minutes past the longest page `for:` (10m)
