@@ -23,7 +23,6 @@ that has the same poller, store and provider constructors (it adapts to either c
 
 from __future__ import annotations
 
-import copy
 import gzip
 import json
 import logging

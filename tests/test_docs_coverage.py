@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import types
 import typing
 from pathlib import Path
 

@@ -3,7 +3,6 @@ state persisted across a restart (in process, controlled clock, real parts throu
 
 from __future__ import annotations
 
-import numpy as np
 
 from conftest import parse_samples
 from qpu_exporter.providers.simulated.config import SimulatedProviderConfig

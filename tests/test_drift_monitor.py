@@ -83,7 +83,6 @@ def test_step_change_detected_with_direction_near_change(factor, direction):
         assert a.direction == direction
         assert 120 <= a.index <= 124
         assert a.timestamp == 1000.0 + a.index and a.key == KEY
-    rows = {r.detector: r for r in mon.statistics()}
     counts = {r.detector: r.count for r in mon.alarms_total()}
     assert counts["cusum"] == sum(a.detector == "cusum" for a in alarms) >= 2  # restarts, fires again
 

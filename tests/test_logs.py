@@ -142,7 +142,7 @@ def test_listen_addresses_telemetry_path_and_every_log_line_parsed_strictly(star
         assert list(rec)[:4] == ["ts", "level", "logger", "msg"], line
         records.append(rec)
     serving = next(r for r in records if r["msg"] == "serving")
-    assert serving["state_path"] == str(state)
+    assert serving["state"] == str(state)
     assert serving["address"] == f"127.0.0.1:{plain.port},[::1]:{v6_port}"
     failed = next(r for r in records if r["msg"] == "config reload failed; running config kept")
     assert failed["error"] == f"{cfg}: bogus_key: unknown key"
@@ -152,7 +152,7 @@ def test_listen_addresses_telemetry_path_and_every_log_line_parsed_strictly(star
     jrecords = [json.loads(line) for line in as_json.log().splitlines()]
     assert all(isinstance(r, dict) and list(r)[:4] == ["ts", "level", "logger", "msg"] for r in jrecords)
     serving = next(r for r in jrecords if r["msg"] == "serving")
-    assert serving["state_path"] == str(tmp_path / "j s=\"2\".db")
+    assert serving["state"] == str(tmp_path / "j s=\"2\".db")
     polls = [r for r in jrecords if r["msg"] == "poll succeeded"]
     assert polls and all(isinstance(r["duration_seconds"], (int, float)) for r in polls)
     status = [r for r in polls if r["collector"] == "status"]

@@ -38,7 +38,6 @@ def test_report_renders_fleet_t1_with_alarms_and_rb_decay(start_exporter, tmp_pa
         data = p.read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000, p
     # The T1 plot marks the alarms the injected drop raised (legend entries name them).
-    from qpu_exporter.drift import DriftSettings
     from qpu_exporter.drift.backtest import Row, run_backtest
     from qpu_exporter.store import Store
 

@@ -181,13 +181,18 @@ def test_a_replica_pair_probes_once_within_the_cap_fails_over_and_answers_like_o
 
     # (Polled: the survivor follows the last records within seconds, then it is scraped.)
     wait_until(lambda: answers(p_pair, truth), 40, "max by over the pair = the shared records", interval=0.5)
+    # The two Prometheus servers scrape at different instants, so their 5-minute windows can
+    # differ by a job at either edge: a ratio over N jobs may move by 1/N on top of the 20 %.
     at = time.time()
+    jobs_in_window = {dict(k)["backend"]: v * 300 for k, v in
+                      _query_at(p_single, "provider_backend:qpu_jobs:rate5m", at).items()}
     for rule in ("provider_backend:qpu_jobs:rate5m", "provider_backend:qpu_jobs_failed:ratio_rate5m",
                  "fleet:qpu_cost_usd:increase1d"):
         one, two = _query_at(p_single, rule, at), _query_at(p_pair, rule, at)
         assert one.keys() == two.keys() and one, rule
         for key in one:
-            assert abs(one[key] - two[key]) <= 0.2 * max(abs(one[key]), 1e-9), (rule, key, one[key], two[key])
+            edge = 1 / max(jobs_in_window.get(dict(key).get("backend"), 1), 1) if "ratio" in rule else 0
+            assert abs(one[key] - two[key]) <= 0.2 * max(abs(one[key]), 1e-9) + edge, (rule, key, one[key], two[key])
     engine.dispose()
 
 

@@ -243,7 +243,6 @@ def test_cipher_table_matches_openssl():
 # --- good configurations, one live exporter --------------------------------------------------------
 
 def test_every_good_config_is_served_as_configured(start_exporter, pki, tmp_path):
-    d = pki["dir"]
     crt, key = pki["server"]
     web = tmp_path / "web.yml"
     both = f"  cert_file: {crt}\n  key_file: {key}\n"

@@ -1,7 +1,7 @@
 """The state schema at the newest migration, as SQLAlchemy Core tables.
 
 The migrations (store/migrations/versions) create and change the tables; these objects only
-build the queries, on SQLite and PostgreSQL alike. tests/test_store_schema.py checks that the
+build the queries, on SQLite and PostgreSQL alike. tests/test_store.py checks that the
 migrated database has exactly these columns and keys, so the two cannot drift apart.
 
 Shared by every exporter on one database: calibration history, latest snapshots, probe
