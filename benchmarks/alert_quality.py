@@ -6,6 +6,7 @@ each alert would fire. Method, fleet and choices: docs/alerts-quality.md.
     .venv/bin/python benchmarks/alert_quality.py --scenario default --days 7
     .venv/bin/python benchmarks/alert_quality.py --tsdb SNAPSHOT_DIR    # your history (no ground truth)
     .venv/bin/python benchmarks/alert_quality.py --openmetrics export.om
+    .venv/bin/python benchmarks/alert_quality.py --demo                # the demo fleet's first ten minutes
 
 Needs promtool and prometheus (Debian package prometheus). A simulated month takes a few
 minutes of CPU per scenario (the simulation dominates); --days shortens it.
@@ -32,8 +33,8 @@ sys.path.insert(0, str(ROOT / "dashboards"))
 from qpudash.promql import selectors as promql_selectors  # noqa: E402
 
 from qpu_exporter.alertreplay import Episode, Rule, load_rules, read_by_alerts, replay, tsdb_time_range  # noqa: E402
-from qpu_exporter.alertscore import ALERTS, Row, median, p90, score, summarize, UNSCORED  # noqa: E402
-from qpu_exporter.config import Config  # noqa: E402
+from qpu_exporter.alertscore import ALERTS, Row, explain, median, p90, score, summarize, UNSCORED  # noqa: E402
+from qpu_exporter.config import Config, load_config  # noqa: E402
 from qpu_exporter.providers.simulated.truth import read_jsonl  # noqa: E402
 from qpu_exporter.simhistory import HistoryPlan, OpenMetricsWriter, Selector, generate  # noqa: E402
 
@@ -323,6 +324,40 @@ def user_history(args, rules: list[Rule]) -> int:
     return 0
 
 
+def demo(rules_dir: Path, minutes: float = 10.0) -> int:
+    """The issue's first-impression check: the no-config demo fleet (speedup 60) from a fresh
+    start for ``minutes`` of wall-clock time, scraped and evaluated every 30 s as in the
+    Compose stack; every alert episode, pending or firing, with the simulator events behind it."""
+    rules = read_by_alerts(load_rules(sorted(rules_dir.glob("*.yml")), default_interval=30.0))
+    cfg = load_config(None)
+    plan = HistoryPlan(cfg, start=START, duration=minutes * 60, scrape_interval=30.0, selectors=rule_selectors(rules))
+    with tempfile.TemporaryDirectory(prefix="qpu-alert-demo-") as work:
+        writer = OpenMetricsWriter(lambda i: str(Path(work) / f"history-{i:02d}.om"))
+        try:
+            events = generate(plan, writer)
+        finally:
+            writer.close()
+        episodes = replay(writer.paths, rules, Path(work) / "tsdb")
+    shown_dir = rules_dir.relative_to(ROOT) if rules_dir.is_relative_to(ROOT) else rules_dir
+    print(f"## The no-config demo fleet, {minutes:g} wall-clock minutes from start (rules: {shown_dir})\n")
+    print("| alert | severity | labels | state | since | simulator events behind it |")
+    print("|---|---|---|---|---|---|")
+    shown = [ep for ep in episodes if ep.alertname != "Watchdog"]
+    for ep in sorted(shown, key=lambda e: (e.severity or "", e.alertname, e.active_at)):
+        labels = " ".join(f"{k}={ep.label[k]}" for k in ("backend", "workload", "long_window", "budget_percent")
+                          if k in ep.label)
+        causes = ", ".join(f"{c.kind} {c.qubits or c.qubit or ''}".strip() for c in explain(ep, events)) or "none"
+        state = "firing" if ep.fired_at is not None else "pending"
+        print(f"| {ep.alertname} | {ep.severity} | {labels} | {state} | +{(ep.active_at - START) / 60:.1f} min | {causes} |")
+    if not shown:
+        print("| (no alert pending or firing) | | | | | |")
+    pages = [ep for ep in shown if ep.severity == "page"]
+    unexplained = [ep for ep in shown if not explain(ep, events)]
+    print(f"\n{len(pages)} pages, {len(shown) - len(pages)} tickets pending or firing; {len(unexplained)} without a "
+          "simulator event behind them")
+    return 0 if not pages and not unexplained else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
@@ -340,8 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--openmetrics", type=Path, help="score your own OpenMetrics export instead")
     ap.add_argument("--start", type=float, help="with --tsdb/--openmetrics: first unix second to count")
     ap.add_argument("--end", type=float, help="with --tsdb/--openmetrics: last unix second to count")
+    ap.add_argument("--demo", action="store_true",
+                    help="instead: the no-config demo fleet's first ten wall-clock minutes, every alert episode")
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)  # the exporter's own drift-alarm lines, thousands of them
+    if args.demo:
+        return demo(args.rules)
     loaded = load_rules(sorted(args.rules.glob("*.yml")), default_interval=args.eval_interval)
     if not (args.tsdb or args.openmetrics):  # alerts the simulation cannot score are not evaluated
         loaded = [r for r in loaded if not (r.alert and r.name.startswith(UNSCORED))]
