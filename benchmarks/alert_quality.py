@@ -78,7 +78,8 @@ SCENARIOS = {
     "default": Scenario("default", "realistic", False,
                         "default dynamics: TLS dips, coupler deaths, outages, queue swings, failure bursts"),
     "incidents": Scenario("incidents", "realistic", True,
-                          f"default dynamics plus {PER_KIND} injected incidents of each of {len(INCIDENTS)} kinds"),
+                          f"default dynamics plus injected incidents of {len(INCIDENTS)} kinds, one every ~9 h "
+                          f"({PER_KIND} of each in a month)"),
 }
 
 
@@ -107,7 +108,8 @@ def incident_plan(offset: float, days: float, seed: int = SEED) -> list[dict]:
         snap, _ = parse_properties(load_snapshot(b)[1], provider="simulated", backend=b, fetched_at=0.0)
         readout_ok[b] = [q.qubit for q in snap.qubits if q.values["readout_error"].value < 0.05]
     kinds = list(INCIDENTS)
-    n = PER_KIND * len(kinds)
+    # PER_KIND in a month; a shorter run keeps the pace (one every ~9 h) with fewer of each.
+    n = max(1, round(PER_KIND * (days - 5) / 25)) * len(kinds)
     spacing = (days - 5) * DAY / n  # from day 1 to four days before the end (a 3-day incident ends a day early)
     out = []
     for i in range(n):
