@@ -1,7 +1,7 @@
 """A simulated fleet's exporter history, generated offline as OpenMetrics with timestamps.
 
-The same parts as ``serve`` (SimulatedProvider, Poller with its validation and store,
-DriftFeed, exposition's metric families) driven by a simulated clock instead of APScheduler
+The same parts as ``serve`` (SimulatedProvider, Poller with its validation, store and
+workload book, DriftFeed, exposition's metric families) driven by a simulated clock instead of APScheduler
 and the wall clock, so a month of history takes minutes, not a month. Polls run at the
 config's schedule intervals; a scrape every ``scrape_interval`` writes the families a real
 Prometheus scrape would have stored, with ``job`` and ``instance`` target labels and an
