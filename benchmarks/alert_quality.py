@@ -180,6 +180,8 @@ def scenario_table(rows: dict, weeks: float, eval_interval: float, poll: dict[st
         out.append(f"| {alert} | {sev or '–'} | {r.firing} | {r.firing / weeks:.1f} | {r.explained} | "
                    f"{_ratio(r.precision)} | {r.events} | {r.detected} | {_ratio(r.recall)} | "
                    f"{_minutes(median(r.ttd))} | {_minutes(p90(r.ttd))} |")
+    if len(out) == 2:
+        out.append("| (no alert fired or was due) | | | | | | | | | | |")
     quiet = sorted({a for a in ALERTS} - {a for (a, _), r in rows.items() if r.firing or r.events or r.pending_only})
     out.append("")
     out.append(f"No episode: {', '.join(quiet)}." if quiet else "")
