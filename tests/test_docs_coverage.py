@@ -30,7 +30,7 @@ FOREIGN_FLAGS = {
     "--web.enable-remote-write-receiver", "--storage.path", "--cluster.listen-address", "--build-arg",
     "--server-side", "--from-literal", "--durations", "--no-install-recommends", "--short",
     "--basetemp", "--build", "--upgrade", "--query.lookback-delta", "--rules.alert.resend-delay",
-    "--rules.alert.for-grace-period", "--now",
+    "--rules.alert.for-grace-period", "--now", "--web.enable-admin-api",
 }
 
 

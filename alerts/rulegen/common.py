@@ -66,6 +66,7 @@ def alert(
     links: Links,
     dashboard: str | None = None,
     extra_labels: dict[str, str] | None = None,
+    keep_firing_for: str | None = None,
 ) -> dict:
     if severity not in ("page", "ticket"):
         raise ConfigError(f"{name}: severity must be page or ticket, got {severity!r}")
@@ -76,6 +77,8 @@ def alert(
     rule: dict[str, Any] = {"alert": name, "expr": expr.strip() + "\n" if "\n" in expr.strip() else expr.strip()}
     if duration_seconds(for_) > 0:
         rule["for"] = for_
+    if keep_firing_for is not None and duration_seconds(keep_firing_for, f"{name}.keep_firing_for") > 0:
+        rule["keep_firing_for"] = keep_firing_for
     rule["labels"] = labels
     rule["annotations"] = annotations
     return rule

@@ -48,6 +48,7 @@ def _burn_rate_alert(win: dict, slo: dict, links: Links, index: int) -> dict:
 {FAILED_RATIO.format(w=long)} > {threshold}
 and on ({PB}) {FAILED_RATIO.format(w=short)} > {threshold}
 and on ({PB}) max by ({PB}) (increase(qpu_jobs_total[{long}])) >= {number(slo['min_jobs'], 'jobs.failure_slo.min_jobs')}
+and on ({PB}) max by ({PB}) (increase(qpu_jobs_failed_total[{long}])) >= {number(slo['min_failed_jobs'], 'jobs.failure_slo.min_failed_jobs')}
 """,
         for_=for_duration(win, key),
         severity=str(win["severity"]),
@@ -61,6 +62,7 @@ and on ({PB}) max by ({PB}) (increase(qpu_jobs_total[{long}])) >= {number(slo['m
         links=links,
         dashboard=links.dashboard("oncall"),
         extra_labels={"long_window": long, "short_window": short},
+        keep_firing_for=str(win["keep_firing_for"]) if "keep_firing_for" in win else None,
     )
 
 

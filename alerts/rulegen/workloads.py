@@ -4,8 +4,9 @@ Each workload's objectives are the exporter's overrides where its config sets th
 qpu_workload_job_success_objective_ratio, qpu_workload_queue_objective_seconds) and the fleet
 objectives of this config (jobs.failure_slo.objective, jobs.queue_time_slo.threshold) for every
 other workload; budgets come from the exporter (qpu_workload_cost_budget_daily_usd), and a
-workload without one has no cost alert. Windows, burn factors, `for:` and cost levels are the
-fleet ones: one SLO policy, applied per workload. Series are summed over backends after
+workload without one has no cost alert. Windows, burn factors, `for:`, `keep_firing_for:`, the
+minimum jobs and failed jobs and cost levels are the fleet ones: one SLO policy, applied per
+workload. Series are summed over backends after
 `max by (provider, backend, workload)` over exporter replicas.
 """
 
@@ -43,12 +44,14 @@ def _burn_alert(win: dict, slo: dict, links: Links, index: int) -> dict:
     factor = number(win["factor"], f"{key}.factor")
     threshold = f"on ({W}) ({factor} * (1 - {SUCCESS_OBJECTIVE}))"
     min_jobs = number(slo["min_jobs"], "jobs.failure_slo.min_jobs")
+    min_failed = number(slo["min_failed_jobs"], "jobs.failure_slo.min_failed_jobs")
     return alert(
         "QPUWorkloadErrorBudgetBurn",
         f"""
 {FAILED_RATIO.format(w=long)} > {threshold}
 and on ({W}) {FAILED_RATIO.format(w=short)} > {threshold}
 and on ({W}) {_per_workload('increase', 'qpu_workload_jobs_total', long)} >= {min_jobs}
+and on ({W}) {_per_workload('increase', 'qpu_workload_jobs_failed_total', long)} >= {min_failed}
 """,
         for_=for_duration(win, key),
         severity=str(win["severity"]),
@@ -62,6 +65,7 @@ and on ({W}) {_per_workload('increase', 'qpu_workload_jobs_total', long)} >= {mi
         links=links,
         dashboard=links.dashboard("workloads", (W,)),
         extra_labels={"long_window": long, "short_window": short},
+        keep_firing_for=str(win["keep_firing_for"]) if "keep_firing_for" in win else None,
     )
 
 

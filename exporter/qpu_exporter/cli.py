@@ -83,6 +83,20 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--backend", help="backend for the T1 plot (default: the one whose qubit moved most)")
     rep.add_argument("--qubit", type=int, help="qubit for the T1 plot (with --backend)")
 
+    sim = sub.add_parser("simulate-history",
+                         help="write a simulated fleet's history as OpenMetrics with timestamps, fast (docs/alerts-quality.md)")
+    sim.add_argument("--config", help="YAML config with simulated providers only (default: the embedded fleet)")
+    sim.add_argument("--duration", required=True, help="wall-clock time to cover, e.g. 10m, 2h, 30d")
+    sim.add_argument("--start", help="first scrape: unix seconds or ISO-8601 (default: duration ago)")
+    sim.add_argument("--warmup", default="0s", help="simulate this long first without writing it (drift warm-up)")
+    sim.add_argument("--scrape-interval", default="30s", help="Prometheus scrape interval to write (default 30s)")
+    sim.add_argument("--select", action="append", metavar="SELECTOR",
+                     help="write only series matching this selector, e.g. 'qpu_jobs_total' (repeatable)")
+    sim.add_argument("--job", default="qpu-exporter", help="job label (default qpu-exporter)")
+    sim.add_argument("--instance", default="qpu-exporter:9961", help="instance label")
+    sim.add_argument("--events", help="write the ground-truth events here (JSON lines)")
+    sim.add_argument("--out", default="-", help="OpenMetrics output file (default '-': stdout)")
+
     mig = sub.add_parser("migrate-state", help="copy a SQLite state file into an empty PostgreSQL database")
     mig.add_argument("--from", dest="source", required=True, metavar="FILE", help="the SQLite state file (state_path)")
     mig.add_argument("--to", dest="target", required=True, metavar="URL",
@@ -122,6 +136,10 @@ def _main(argv: list[str] | None) -> int:
         return probe_command(args) if args.command == "probe" else check_command(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "simulate-history":
+        from .simhistory import run_cli
+
+        return run_cli(args)
     if args.command == "migrate-state":
         return _migrate_state(args)
     if args.command == "docs":

@@ -302,7 +302,8 @@ def load_config(path: str | Path | None) -> Config:
         # moves within a minute.
         data: Any = {"schedule": {"calibration_interval": "30s", "jobs_interval": "15s"}}
         # ... and features what the providers' demos show (the simulated fleet: per-workload
-        # SLOs and budgets; a user config gets them only from its own workloads: block).
+        # SLOs and budgets, a fleet budget in wall-clock terms; a user config gets them only
+        # from its own workloads: and cost: blocks).
         for spec in registry.provider_specs():
             if spec.demo_config is not None:
                 data.update(spec.demo_config())

@@ -13,7 +13,12 @@ gate-error drift between calibrations: Stehlik et al., arXiv:2101.07746):
   often for readout, sooner when hourly monitoring sees a >2x deviation) and carried forward
   in between; a few qubits carry stale values for weeks;
 * dead couplers (IBM's gate_error = 1 sentinel), rare outages, queue-depth fluctuations;
-* jobs that arrive, queue, run, sometimes fail, use QPU seconds and cost money.
+* jobs that arrive, queue, run, sometimes fail (0.3 % on a healthy backend, within a 99 %
+  success objective; more in rare failure bursts), use QPU seconds and cost money.
+
+With ``record_truth`` every event the dynamics generate and every injected incident is
+recorded in ``truth`` (truth.py says what counts as an event), the ground truth
+alert quality is scored against.
 
 Everything is a deterministic function of (seed, backend, simulated time): each simulation
 step draws from its own generator seeded by (seed, backend, step), so a restart that
@@ -31,7 +36,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +56,7 @@ from ...model import (
 from ..base import Provider, ProviderError
 from ..fake_snapshots import load_snapshot, processor_name
 from ..ibm.properties import parse_properties
+from .truth import GATE_CREEP_EVENT_FACTOR, INJECTED, QUEUE_SWING_END_FACTOR, QUEUE_SWING_FACTOR, TruthLog
 from .workloads import SIM_TAG_KEY, draw_workload, profile
 
 HOUR = 3600.0
@@ -71,8 +77,15 @@ STALE_QUBIT_FRACTION = 0.02
 NEW_DEAD_COUPLER_PER_DAY = 0.004
 OUTAGE_PER_DAY, OUTAGE_MEAN = 1 / 30, 1 * HOUR
 PENDING_LOG10_SIGMA, PENDING_TAU = 0.3, 2 * HOUR
+# Calm dynamics keep the queue near its level (a 2x swing, what QueueDepthAnomaly calls
+# anomalous, would be a 6-sigma excursion): the realistic queue's swings are events.
+CALM_PENDING_LOG10_SIGMA = 0.05
 JOBS_PER_HOUR = 12.0
-JOB_FAIL_P, JOB_CANCEL_P = 0.03, 0.01
+# A healthy backend fails 0.3 % of jobs (a 99 % success objective holds with room to spare);
+# rare failure bursts (a backend in a bad state) fail a large share of the jobs created in them.
+JOB_FAIL_P, JOB_CANCEL_P = 0.003, 0.01
+FAILURE_BURST_PER_DAY, FAILURE_BURST_MEAN = 1 / 14, 2 * HOUR
+FAILURE_BURST_P = (0.2, 0.6)
 EXECUTION_MEDIAN, EXECUTION_LOG_SIGMA = 15.0, 0.8  # seconds; log-normal
 USAGE_SHARE_DONE, USAGE_SHARE_FAILED = 0.85, 0.4  # billed share of the execution time
 # The simulated fleet's own list price: IBM's Pay-As-You-Go rate (USD 96 per QPU minute), so
@@ -96,10 +109,10 @@ class _Job:
     error_class: str
     draw: float  # the job's own uniform draw, so a job_failures incident decides at read time
     workload: str | None = None  # its `team` tag (workloads.py)
+    finished: float = field(init=False)  # computed once: every jobs poll compares it for a week of jobs
 
-    @property
-    def finished(self) -> float:
-        return self.created + self.queue + self.execution
+    def __post_init__(self) -> None:
+        self.finished = self.created + self.queue + self.execution
 
 
 class _SimBackend:
@@ -127,6 +140,9 @@ class _SimBackend:
         self.tls_on_per_hour = TLS_ON_PER_HOUR * events
         self.outage_per_day = OUTAGE_PER_DAY * events
         self.new_dead_per_day = NEW_DEAD_COUPLER_PER_DAY * events
+        self.failure_bursts_per_day = FAILURE_BURST_PER_DAY * events
+        self.pending_sigma = CALM_PENDING_LOG10_SIGMA if calm else PENDING_LOG10_SIGMA
+        self.truth: TruthLog | None = None  # set by the provider when it records ground truth
 
         n = len(base.qubits)
         self.n = n
@@ -144,6 +160,7 @@ class _SimBackend:
         self.g_q = [g.qubits for g in base.gates]
         self.g_qa = np.array([min(q[0], n - 1) for q in self.g_q])
         self.g_qb = np.array([min(q[1], n - 1) if len(q) > 1 else -1 for q in self.g_q])
+        self.two_q = np.array([len(q) == 2 for q in self.g_q])
         self.g_dur3 = np.nan_to_num(self.g_dur) / 3.0
         # Qubit -> gate indices touching it, for incidents and monitoring.
         self.gates_of: list[list[int]] = [[] for _ in range(n)]
@@ -171,6 +188,8 @@ class _SimBackend:
         self.g_dead = self.g_dead0.copy()
         self.xq = 0.0
         self.outage_end = -1.0
+        self.burst_start, self.burst_end, self.burst_p = -1.0, -1.0, 0.0
+        self.creep_open = np.zeros(len(self.gates), dtype=bool)
         self.calibrated_at = 0.0
         self.rep_t1, self.rep_t2, self.rep_ro = self.true_t1(), self.true_t2(), self.true_ro()
         self.rep_gerr = self.true_gate_error()
@@ -178,6 +197,7 @@ class _SimBackend:
         self.mt_ro = np.zeros(n)
         self.mt_g = np.zeros(len(self.gates))
         self.jobs: list[_Job] = []
+        self.pruned_at = -math.inf
 
     # --- truth -------------------------------------------------------------------------
     def true_t1(self) -> np.ndarray:
@@ -228,13 +248,27 @@ class _SimBackend:
         self.tls_end[start] = t + np.maximum(rng.exponential(TLS_DWELL_MEAN, k), 900.0)
 
         # Couplers occasionally die until the next recalibration; outages are rare.
-        two_q = np.array([len(q) == 2 for q in self.g_q])
-        self.g_dead |= two_q & (rng.random(len(self.gates)) < self.new_dead_per_day * dt / DAY)
+        dead_before = self.g_dead.copy()
+        self.g_dead |= self.two_q & (rng.random(len(self.gates)) < self.new_dead_per_day * dt / DAY)
+        outage_started = False
         if t >= self.outage_end and rng.random() < self.outage_per_day * dt / DAY:
             self.outage_end = t + rng.exponential(OUTAGE_MEAN)
+            outage_started = True
 
         aq = math.exp(-dt / PENDING_TAU)
-        self.xq = aq * self.xq + PENDING_LOG10_SIGMA * math.sqrt(1 - aq * aq) * rng.standard_normal()
+        self.xq = aq * self.xq + self.pending_sigma * math.sqrt(1 - aq * aq) * rng.standard_normal()
+
+        # Failure bursts draw from their own stream (3: workload draws use 2), so adding them left
+        # every other draw as it was.
+        burst_rng = np.random.default_rng([self.seed, self.salt, self.k, 3])
+        if t >= self.burst_end and burst_rng.random() < self.failure_bursts_per_day * dt / DAY:
+            self.burst_start = t
+            self.burst_end = t + max(burst_rng.exponential(FAILURE_BURST_MEAN), 900.0)
+            self.burst_p = float(burst_rng.uniform(*FAILURE_BURST_P))
+            if self.truth is not None:
+                self.truth.add("failure_burst", self.name, t, self.burst_end, self.burst_p)
+        if self.truth is not None:
+            self._record_step(t, dt, start, dead_before, outage_started)
 
         # Measurements: the daily calibration round re-measures everything and resets gate
         # creep; readout more often; hourly monitoring catches qubits that moved > 2x.
@@ -242,6 +276,11 @@ class _SimBackend:
         t1, t2, ro = self.true_t1(), self.true_t2(), self.true_ro()
         live = ~self.stale
         if (t - self.recal_phase) % self.measure_every < dt:
+            if self.truth is not None:  # the calibration round ends coupler deaths and creep
+                creep = 10.0 ** ((t - self.g_lastcal) / self.g_T)
+                self.truth.close_matching(lambda key: key[0] == self.name and key[1] in ("coupler", "creep"), t,
+                                          lambda key: 1.0 if key[1] == "coupler" else float(creep[key[2]]))
+                self.creep_open[:] = False
             self.g_lastcal[:] = t
             self.g_dead = self.g_dead0.copy()
             self.calibrated_at = t
@@ -266,6 +305,40 @@ class _SimBackend:
         if generate_jobs:
             self._arrivals(np.random.default_rng([self.seed, self.salt, self.k, 1]), t - dt, dt)
 
+    def _record_step(self, t: float, dt: float, tls_started: np.ndarray, dead_before: np.ndarray,
+                     outage_started: bool) -> None:
+        """Ground truth of one step (truth.py defines the events)."""
+        truth, name = self.truth, self.name
+        for q in np.nonzero(tls_started)[0]:
+            # The dip ends at the first step at or after its drawn end.
+            end = math.ceil(self.tls_end[q] / dt) * dt
+            truth.add("tls_dip", name, t, end, float(self.tls[q]), qubit=int(q))
+        for i in np.nonzero(self.g_dead & ~dead_before)[0]:
+            g = self.gates[i]
+            truth.open((name, "coupler", int(i)), "coupler_death", name, t, 1.0, gate=g.gate, qubits=g.qubits_label)
+        if outage_started:
+            truth.add("outage", name, t, self.outage_end, 1.0)
+        creep = 10.0 ** ((t - self.g_lastcal) / self.g_T)
+        crossed = (creep >= GATE_CREEP_EVENT_FACTOR) & (self.g_err0 > 0) & ~self.g_dead & ~self.creep_open
+        self.creep_open |= crossed
+        for i in np.nonzero(crossed)[0]:
+            g = self.gates[i]
+            at = self.g_lastcal[i] + self.g_T[i] * math.log10(GATE_CREEP_EVENT_FACTOR)  # when it crossed
+            truth.open((name, "creep", int(i)), "gate_creep", name, float(at), GATE_CREEP_EVENT_FACTOR,
+                       gate=g.gate, qubits=g.qubits_label)
+        pressure, key = 10.0**self.xq, (name, "queue")
+        if pressure >= QUEUE_SWING_FACTOR:
+            truth.open(key, "queue_swing", name, t, pressure)
+            truth.grow(key, pressure)
+        elif pressure < QUEUE_SWING_END_FACTOR:
+            truth.close(key, t)
+
+    def job_failure_probability(self, created: float) -> float:
+        """Chance that a job created at ``created`` (simulated seconds) fails."""
+        if self.burst_start <= created < self.burst_end:
+            return self.burst_p
+        return JOB_FAIL_P
+
     def _arrivals(self, rng: np.random.Generator, t0: float, dt: float) -> None:
         count = rng.poisson(JOBS_PER_HOUR * dt / HOUR)
         pressure = 10.0**self.xq
@@ -281,7 +354,7 @@ class _SimBackend:
             status, cls = JOB_DONE, ""
             if u < JOB_CANCEL_P:
                 status = JOB_CANCELLED
-            elif u < JOB_CANCEL_P + JOB_FAIL_P * prof.failure:
+            elif u < JOB_CANCEL_P + self.job_failure_probability(created) * prof.failure:
                 status, cls = JOB_FAILED, str(rng.choice(ERROR_CLASSES))
             if teams is not None and teams.random() < prof.invalid_input_share and status == JOB_FAILED:
                 cls = "invalid_input"
@@ -289,7 +362,9 @@ class _SimBackend:
                                   execution * prof.execution, status, cls, u, workload))
 
     def prune_jobs(self, sim_now: float) -> None:
-        self.jobs = [j for j in self.jobs if j.finished > sim_now - JOB_WINDOW]
+        if sim_now - self.pruned_at >= HOUR:  # hourly: listing filters by the window anyway
+            self.jobs = [j for j in self.jobs if j.finished > sim_now - JOB_WINDOW]
+            self.pruned_at = sim_now
 
     def pending_jobs(self) -> int:
         return int(round(self.pending_level * 10.0**self.xq))
@@ -311,6 +386,7 @@ class SimulatedProvider(Provider):
         origin: float,
         clock: Callable[[], float] = time.time,
         measurement_interval: float = DAY,
+        record_truth: bool = False,
     ):
         self.cfg = cfg
         self.origin = origin
@@ -318,6 +394,7 @@ class SimulatedProvider(Provider):
         self.measurement_interval = measurement_interval
         self.speedup = cfg.speedup
         self.started_sim = self._sim_now()
+        self.truth = TruthLog(self._wall) if record_truth else None
         calm = cfg.dynamics == "calm"
         if cfg.scale is None:
             self._backends = {name: _SimBackend(name, cfg.seed, measurement_interval, calm=calm,
@@ -333,6 +410,13 @@ class SimulatedProvider(Provider):
         self._incidents: dict[str, list[Incident]] = {}
         for inc in cfg.incidents:
             self._incidents.setdefault(inc.backend, []).append(inc)
+        if self.truth is not None:
+            for b in self._backends.values():
+                b.truth = self.truth
+            for inc in cfg.incidents:
+                start = self.started_sim + inc.at
+                self.truth.add(inc.kind, inc.backend, start, start + inc.duration, inc.effective_factor,
+                               qubit=inc.qubit, source=INJECTED)
 
     def __reduce__(self):
         # A probe worker rebuilds the fleet from its config and origin: same seed, same history.
@@ -460,7 +544,7 @@ class SimulatedProvider(Provider):
 
     def jobs(self, backend: str, since: float | None) -> list[JobRecord]:
         b, now = self._sim_backend(backend)
-        lo = (now - JOB_WINDOW) if since is None else (since - self.origin) * self.speedup
+        lo = max(now - JOB_WINDOW, -math.inf if since is None else (since - self.origin) * self.speedup)
         fail_p = [inc.effective_factor for inc in self._active(backend, now, "job_failures")]
         out = []
         with b.lock:

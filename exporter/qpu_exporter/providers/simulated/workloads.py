@@ -52,6 +52,9 @@ PROFILES = (
 )
 # Budget headroom of the demo config: expected daily spend x this (ml runs closest to its budget).
 DEMO_HEADROOM = (4.0, 5.0, 2.5)
+# ... and of the fleet's own daily budget: three times its expected spend alerts on real
+# overspend only (docs/alerts-quality.md).
+DEMO_FLEET_HEADROOM = 3.0
 
 
 def profile(tags: list[str], workload: str | None) -> Profile:
@@ -66,21 +69,26 @@ def draw_workload(tags: list[str], rng: np.random.Generator) -> str | None:
 
 
 def demo_config(speedup: float) -> dict:
-    """The `providers` and `workloads` entries of the no-config demo fleet: the default
+    """The `providers`, `workloads` and `cost` entries of the no-config demo fleet: the default
     backends with DEMO_TAGS, a daily budget per workload at DEMO_HEADROOM times what it is
-    expected to spend per wall-clock day at ``speedup``, and an ml queue objective of 3 h
-    (batch work) where the fleet's is 2 h."""
+    expected to spend per wall-clock day at ``speedup`` (Prometheus measures spend per
+    wall-clock day: at 60x that is sixty simulated days), the fleet's at DEMO_FLEET_HEADROOM
+    times, and an ml queue objective of 3 h (batch work) where the fleet's is 2 h."""
     from ..fake_snapshots import DEFAULT_FLEET
     from .provider import JOBS_PER_HOUR, expected_cost_per_job_usd
 
     tags = list(DEMO_TAGS)
-    jobs_per_day = JOBS_PER_HOUR * 24 * speedup * len(DEFAULT_FLEET) * (1 - UNTAGGED_SHARE) / len(tags)
+    fleet_jobs_per_day = JOBS_PER_HOUR * 24 * speedup * len(DEFAULT_FLEET)
+    jobs_per_day = fleet_jobs_per_day * (1 - UNTAGGED_SHARE) / len(tags)
     budgets = {}
     for i, tag in enumerate(tags):
         spend = jobs_per_day * expected_cost_per_job_usd(profile(tags, tag).execution)
         budgets[tag] = {"usd_per_day": _round2(spend * DEMO_HEADROOM[i])}
+    # The job-length factors average 1 over the tags and the untagged share: spend is the base one.
+    fleet_spend = fleet_jobs_per_day * expected_cost_per_job_usd()
     return {
         "providers": [{"kind": "simulated", "speedup": speedup, "workload_tags": tags}],
+        "cost": {"daily_budget_usd": _round2(fleet_spend * DEMO_FLEET_HEADROOM)},
         "workloads": {"tag": SIM_TAG_KEY, "max": 50, "budgets": budgets,
                       "objectives": {"ml": {"queue_seconds": 3 * 3600}}},
     }
