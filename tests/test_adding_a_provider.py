@@ -68,12 +68,16 @@ class ToyProvider(Provider):
                              cost_unknown_reason="reservation")
         return [priced, reserved]
 
+    def __reduce__(self):
+        # Probes run in a worker process on a pickled copy: rebuilt from the config (docs/providers.md).
+        return (ToyProvider, (self.config, self.clock))
+
     def probe_cost_usd(self, backend, usage_seconds, shots_per_circuit):
         if self.config.usd_per_shot is None:
             return None
         return sum(shots_per_circuit) * self.config.usd_per_shot
 
-    def run_circuits(self, backend, circuits, shots, seed, calibration=None):
+    def run_circuits(self, backend, circuits, shots, seed, calibration=None, attempt_id=None):
         rng = np.random.default_rng(seed)
         out = []
         for c in circuits:
@@ -83,9 +87,17 @@ class ToyProvider(Provider):
         return out
 
 
+def _build_toy(config, *, origin, clock):
+    return ToyProvider(config, clock)
+
+
+def _now() -> float:  # a module-level clock: it pickles, as a probe worker needs
+    return NOW
+
+
 @pytest.fixture
 def toy_registered():
-    registry.register_provider(registry.ProviderSpec("toy", ToyConfig, lambda c, *, origin, clock: ToyProvider(c, clock)))
+    registry.register_provider(registry.ProviderSpec("toy", ToyConfig, _build_toy))
     try:
         yield
     finally:
@@ -135,7 +147,7 @@ def test_the_new_provider_is_polled_priced_and_exported(toy_registered, tmp_path
 
 def test_the_budget_asks_the_new_provider_for_its_price(toy_registered, tmp_path):
     config = Config.model_validate({"providers": [{"kind": "toy", "usd_per_shot": 0.01}]})
-    [priced] = build_providers(config, origin=NOW, clock=lambda: NOW)
+    [priced] = build_providers(config, origin=NOW, clock=_now)
     store = Store(tmp_path / "s.db")
     seeds = iter(range(1000, 10**6))
     runner = ProbeRunner([priced], store, _probes_cfg(), new_seed=lambda: next(seeds))
