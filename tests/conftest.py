@@ -29,10 +29,28 @@ REPO = Path(__file__).resolve().parents[1]
 EXPORTER = [sys.executable, "-m", "qpu_exporter.cli"]
 
 
+# Ports for the processes tests start come from a range of their own per pytest-xdist worker,
+# below Linux's ephemeral range (32768-60999), and each is handed out once per session: a port
+# from bind(0) is free now, but the kernel may hand it to the next bind(0) too (another worker,
+# or the next process started before the first one bound it), and the second process then
+# dies with "Address already in use".
+_PORTS_PER_WORKER = 2000
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_next_port = 20000 + _PORTS_PER_WORKER * (int(_worker[2:]) if _worker[2:].isdigit() else 0)
+_last_port = _next_port + _PORTS_PER_WORKER
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    global _next_port
+    while _next_port < _last_port:
+        port, _next_port = _next_port, _next_port + 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use by something else on this machine
+            return port
+    raise RuntimeError(f"no free port left in this worker's range (up to {_last_port})")
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
